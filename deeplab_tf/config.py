@@ -1,0 +1,165 @@
+"""Experiment configuration: plain dataclasses, dotted overrides, one builder for the model.
+
+An experiment (a file in `experiments/`) returns an `ExperimentConfig` from `get_config()`.
+Tools change fields with `--set train.steps=400`; an unknown name is an error. Layers never
+see a config: `build_model` turns the model section into plain constructor arguments.
+"""
+import ast
+import dataclasses
+import importlib
+import json
+import typing
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    num_classes: int = 21
+    depth: int = 101
+    output_stride: typing.Optional[int] = 16
+    multi_grid: tuple = (1, 2, 4)
+    head: str = "aspp"  # "aspp" or "cascade"
+    aspp_rates: typing.Optional[tuple] = None  # at output stride 16; None -> (6, 12, 18)
+    image_pooling: bool = True
+    extra_blocks: int = 0
+    batch_norm_decay: float = 0.9997
+    batch_norm_epsilon: float = 1e-5
+
+
+@dataclasses.dataclass
+class DataConfig:
+    dataset: str = "synthetic_voc"  # a TFDS builder name registered by deeplab_tf.data
+    data_dir: typing.Optional[str] = None  # TFDS data_dir; None -> TFDS default
+    train_split: str = "train"
+    eval_split: str = "val"
+    num_classes: int = 21
+    ignore_label: int = 255
+    crop_size: int = 513
+    min_scale: float = 0.5
+    max_scale: float = 2.0
+    scale_step: float = 0.25  # 0 -> continuous scales
+    flip: bool = True
+    # Bootstrapping (paper 4.3): images holding any of these class ids appear
+    # `bootstrap_factor` times per epoch.
+    bootstrap_classes: tuple = ()
+    bootstrap_factor: int = 1
+    shuffle_buffer: int = 1000
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    steps: int = 30000
+    batch_size: int = 16
+    base_learning_rate: float = 0.007
+    learning_rate_power: float = 0.9
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    freeze_batch_norm: bool = False
+    upsample_logits: bool = True  # False: downsample the labels instead (Table 8)
+    # Initialisation: a TF-slim resnet_v1 checkpoint, a .weights.h5, or a work dir whose
+    # latest checkpoint starts this run (stage 2 from stage 1).
+    init_checkpoint: str = ""
+    precision: str = "float32"  # float32 | mixed_bfloat16 | mixed_float16
+    xla: bool = False
+    seed: int = 0
+    checkpoint_every: int = 1000
+    max_checkpoints: int = 5
+    log_every: int = 10
+    summary_every: int = 10
+    image_summary_every: int = 500
+
+
+@dataclasses.dataclass
+class EvalConfig:
+    split: str = "val"
+    output_stride: typing.Optional[int] = 8
+    scales: tuple = (1.0,)
+    flip: bool = False
+    batch_size: int = 1
+
+
+@dataclasses.dataclass
+class ExperimentConfig:
+    name: str = ""
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
+
+
+def _coerce(value_text, current, field_type, name):
+    try:
+        value = ast.literal_eval(value_text)
+    except (ValueError, SyntaxError):
+        value = value_text  # a bare word is a string
+    if value is None:
+        return None
+    if isinstance(current, bool) or field_type is bool:
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            value = value.lower() == "true"
+        if not isinstance(value, bool):
+            raise ValueError(f"--set {name}: expected true or false, got {value_text!r}")
+        return value
+    if isinstance(current, tuple) or (current is None and isinstance(value, (list, tuple))):
+        return tuple(value) if isinstance(value, (list, tuple)) else (value,)
+    if isinstance(current, float):
+        return float(value)
+    if isinstance(current, int) and not isinstance(value, int):
+        raise ValueError(f"--set {name}: expected an integer, got {value_text!r}")
+    if isinstance(current, str) and not isinstance(value, str):
+        return str(value_text)
+    return value
+
+
+def override(config, assignments):
+    """Applies ["train.steps=400", ...] to `config` in place and returns it."""
+    for assignment in assignments:
+        if "=" not in assignment:
+            raise ValueError(f"--set expects key=value, got {assignment!r}")
+        name, value_text = assignment.split("=", 1)
+        *path, leaf = name.strip().split(".")
+        target = config
+        for part in path:
+            if not dataclasses.is_dataclass(target) or not hasattr(target, part):
+                raise ValueError(f"--set {name}: unknown config section {part!r}")
+            target = getattr(target, part)
+        fields = {f.name: f for f in dataclasses.fields(target)} if dataclasses.is_dataclass(
+            target) else {}
+        if leaf not in fields or dataclasses.is_dataclass(getattr(target, leaf)):
+            known = ", ".join(sorted(fields))
+            raise ValueError(f"--set {name}: unknown field {leaf!r} (known: {known})")
+        current = getattr(target, leaf)
+        setattr(target, leaf, _coerce(value_text.strip(), current, fields[leaf].type, name))
+    return config
+
+
+def load_experiment(name, overrides=()):
+    """Imports `experiments.<name>` and returns its config with `overrides` applied."""
+    try:
+        module = importlib.import_module(f"experiments.{name}")
+    except ModuleNotFoundError as error:
+        if error.name != f"experiments.{name}":
+            raise
+        raise ValueError(f"no experiment named {name!r} (a file experiments/{name}.py)") from None
+    config = module.get_config()
+    config.name = config.name or name
+    return override(config, overrides)
+
+
+def to_json(config):
+    return json.dumps(dataclasses.asdict(config), indent=2, sort_keys=True)
+
+
+def model_kwargs(model_config, output_stride="train"):
+    """Plain constructor arguments for `deeplab_tf.modeling.deeplabv3`.
+
+    `output_stride` replaces the configured one (evaluation at OS 8 of an OS 16 model).
+    """
+    kwargs = dataclasses.asdict(model_config)
+    if output_stride != "train":
+        kwargs["output_stride"] = output_stride
+    return kwargs
+
+
+def build_model(model_config, output_stride="train"):
+    from deeplab_tf import modeling  # keeps `deeplab_tf.config` importable without Keras
+    return modeling.deeplabv3(**model_kwargs(model_config, output_stride))

@@ -1,0 +1,91 @@
+"""Small building blocks shared by the backbone and the ASPP head.
+
+Only `keras.layers` and `keras.ops`: the model must run on the TensorFlow, JAX and
+PyTorch backends alike (the GPU machine has no TensorFlow).
+"""
+import keras
+from keras import ops
+
+# Paper 4.1: "The batch normalization parameters are trained with decay = 0.9997".
+BATCH_NORM_DECAY = 0.9997
+BATCH_NORM_EPSILON = 1e-5
+
+# TF-slim's resnet_v1 preprocessing subtracts the ImageNet mean pixel (RGB) and does not
+# scale; the ImageNet checkpoints the paper starts from expect exactly this input.
+MEAN_PIXEL = (123.68, 116.78, 103.94)
+
+
+def conv2d_same(x, filters, kernel_size, stride=1, atrous_rate=1, name=None):
+    """Convolution without bias, padded like TF-slim's `conv2d_same`.
+
+    A strided convolution pads explicitly and symmetrically for the effective (atrous) kernel,
+    then runs VALID, so output pixel i is centred on input pixel stride*i. That is what makes
+    an output-stride-16 feature map equal the output-stride-8 map sampled every second pixel.
+    """
+    if stride == 1:
+        return keras.layers.Conv2D(
+            filters, kernel_size, padding="same", dilation_rate=atrous_rate,
+            use_bias=False, kernel_initializer="he_normal", name=name)(x)
+    effective = kernel_size + (kernel_size - 1) * (atrous_rate - 1)
+    pad_total = effective - 1
+    pad_begin = pad_total // 2
+    padding = (pad_begin, pad_total - pad_begin)
+    x = keras.layers.ZeroPadding2D((padding, padding), name=f"{name}_pad")(x)
+    return keras.layers.Conv2D(
+        filters, kernel_size, strides=stride, padding="valid", dilation_rate=atrous_rate,
+        use_bias=False, kernel_initializer="he_normal", name=name)(x)
+
+
+def batch_norm(x, name, decay=BATCH_NORM_DECAY, epsilon=BATCH_NORM_EPSILON):
+    return keras.layers.BatchNormalization(momentum=decay, epsilon=epsilon, name=name)(x)
+
+
+def conv_bn_relu(x, filters, kernel_size, name, stride=1, atrous_rate=1, relu=True,
+                 batch_norm_decay=BATCH_NORM_DECAY, batch_norm_epsilon=BATCH_NORM_EPSILON):
+    x = conv2d_same(x, filters, kernel_size, stride, atrous_rate, name=name)
+    x = batch_norm(x, f"{name}_bn", batch_norm_decay, batch_norm_epsilon)
+    if relu:
+        x = keras.layers.ReLU(name=f"{name}_relu")(x)
+    return x
+
+
+def _interpolation_matrix(in_size, out_size, dtype):
+    """Rows of bilinear weights mapping `in_size` samples to `out_size`, corners aligned.
+
+    The tent kernel max(0, 1 - |position - j|) is exactly linear interpolation between the
+    two neighbours of `position`, so no gather is needed and the result is one matmul.
+    """
+    in_f = ops.cast(in_size, "float32")
+    out_f = ops.cast(out_size, "float32")
+    scale = (in_f - 1.0) / ops.maximum(out_f - 1.0, 1.0)
+    position = ops.cast(ops.arange(out_size), "float32") * scale
+    source = ops.cast(ops.arange(in_size), "float32")
+    weights = ops.relu(1.0 - ops.abs(position[:, None] - source[None, :]))
+    return ops.cast(weights, dtype)
+
+
+def resize_bilinear(x, size):
+    """Bilinear resize of an NHWC tensor with aligned corners, on any Keras backend.
+
+    The DeepLab code resizes with align_corners=True, and with the slim padding above a
+    feature pixel i sits on input pixel output_stride*i: aligned corners are the geometry
+    that matches, for inputs of size output_stride*k+1 exactly.
+    """
+    height, width = size
+    shape = ops.shape(x)
+    rows = _interpolation_matrix(shape[1], height, x.dtype)
+    cols = _interpolation_matrix(shape[2], width, x.dtype)
+    x = ops.einsum("ih,bhwc->biwc", rows, x)
+    return ops.einsum("jw,biwc->bijc", cols, x)
+
+
+@keras.saving.register_keras_serializable(package="deeplab_tf")
+class ResizeLike(keras.layers.Layer):
+    """Resizes its first input bilinearly (aligned corners) to the height and width of the second."""
+
+    def call(self, x, reference):
+        shape = ops.shape(reference)
+        return resize_bilinear(x, (shape[1], shape[2]))
+
+    def compute_output_shape(self, x_shape, reference_shape):
+        return (x_shape[0], reference_shape[1], reference_shape[2], x_shape[3])

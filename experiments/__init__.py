@@ -1,0 +1,1 @@
+"""One Python config per paper table or run; each module has `get_config()`."""
