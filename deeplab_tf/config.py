@@ -163,3 +163,19 @@ def model_kwargs(model_config, output_stride="train"):
 def build_model(model_config, output_stride="train"):
     from deeplab_tf import modeling  # keeps `deeplab_tf.config` importable without Keras
     return modeling.deeplabv3(**model_kwargs(model_config, output_stride))
+
+
+def from_dict(values):
+    """Inverse of `dataclasses.asdict` for an `ExperimentConfig` (e.g. a work dir's config.json)."""
+    config = ExperimentConfig(name=values.get("name", ""))
+    for section in ("model", "data", "train", "eval"):
+        target = getattr(config, section)
+        for key, value in values.get(section, {}).items():
+            if not hasattr(target, key):
+                raise ValueError(f"config.json: unknown field {section}.{key}")
+            setattr(target, key, tuple(value) if isinstance(value, list) else value)
+    return config
+
+
+def from_json(text):
+    return from_dict(json.loads(text))
