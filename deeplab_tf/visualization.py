@@ -1,0 +1,126 @@
+"""Colormaps and coloured masks for segmentation results (paper Figures 6 and 7 style).
+
+The PASCAL VOC palette (the one the VOC ground-truth PNGs carry, 255 = border/ignore in
+cream) and the 19 Cityscapes train-id colours of the official label table. Everything here
+is numpy on uint8 arrays, so the trainer can call it on `.numpy()` of eager tensors for
+TensorBoard images and the tools can write PNGs with PIL.
+"""
+import io
+
+import numpy as np
+from PIL import Image
+
+IGNORE_LABEL = 255
+
+VOC_CLASSES = (
+    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
+    "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",
+    "sheep", "sofa", "train", "tvmonitor")
+
+CITYSCAPES_CLASSES = (
+    "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign",
+    "vegetation", "terrain", "sky", "person", "rider", "car", "truck", "bus", "train",
+    "motorcycle", "bicycle")
+
+# Train ids 0..18, colours from the Cityscapes label table (cityscapesscripts.helpers.labels).
+CITYSCAPES_COLORS = np.array([
+    (128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156), (190, 153, 153),
+    (153, 153, 153), (250, 170, 30), (220, 220, 0), (107, 142, 35), (152, 251, 152),
+    (70, 130, 180), (220, 20, 60), (255, 0, 0), (0, 0, 142), (0, 0, 70), (0, 60, 100),
+    (0, 80, 100), (0, 0, 230), (119, 11, 32)], dtype=np.uint8)
+
+
+def voc_palette(num_colors=256):
+    """The VOC devkit colormap: the bits of the class id spread over the colour channels.
+
+    Bit 3k of the id goes to bit 7-k of red, bit 3k+1 to green, bit 3k+2 to blue, so
+    neighbouring ids get clearly different colours (1 = dark red, 2 = dark green, ...).
+    """
+    ids = np.arange(num_colors)
+    palette = np.zeros((num_colors, 3), dtype=np.int64)
+    for shift in range(8):
+        for channel in range(3):
+            bit = (ids >> (3 * shift + channel)) & 1
+            palette[:, channel] |= bit << (7 - shift)
+    return palette.astype(np.uint8)
+
+
+def cityscapes_palette():
+    """256 colours: the 19 train-id colours, black elsewhere (255 = ignore is black)."""
+    palette = np.zeros((256, 3), dtype=np.uint8)
+    palette[:len(CITYSCAPES_COLORS)] = CITYSCAPES_COLORS
+    return palette
+
+
+def dataset_info(dataset):
+    """(class names, 256x3 palette) for a TFDS builder name or "voc" / "cityscapes"."""
+    if "cityscapes" in dataset:
+        return CITYSCAPES_CLASSES, cityscapes_palette()
+    if "voc" in dataset:  # pascal_voc_seg, coco_voc_seg, synthetic_voc: the 21 VOC classes
+        return VOC_CLASSES, voc_palette()
+    raise ValueError(f"no colormap for dataset {dataset!r} (expected a VOC or Cityscapes set)")
+
+
+def palette_for(num_classes):
+    """A palette when only the class count is known: 19 -> Cityscapes, otherwise VOC."""
+    return cityscapes_palette() if num_classes == 19 else voc_palette()
+
+
+def _as_label(label):
+    label = np.asarray(label)
+    if label.ndim == 3 and label.shape[-1] == 1:
+        label = label[..., 0]
+    if label.ndim != 2:
+        raise ValueError(f"expected an HxW label map, got shape {label.shape}")
+    if label.size and (label.min() < 0 or label.max() > 255):
+        raise ValueError(f"label values must lie in 0..255, got {label.min()}..{label.max()}")
+    return label.astype(np.uint8)
+
+
+def colorize(label, palette):
+    """HxW (or HxWx1) class ids -> HxWx3 uint8 colours from a 256x3 palette."""
+    return np.asarray(palette, dtype=np.uint8)[_as_label(label)]
+
+
+def overlay(image, label, palette, alpha=0.5, ignore_label=IGNORE_LABEL):
+    """Blends the coloured mask over the RGB image; ignored pixels keep the image."""
+    image = np.asarray(image)
+    label = _as_label(label)
+    if image.shape[:2] != label.shape:
+        raise ValueError(f"image {image.shape[:2]} and label {label.shape} sizes differ")
+    image = np.clip(image, 0, 255).astype(np.float32)
+    colours = colorize(label, palette).astype(np.float32)
+    blended = (1.0 - alpha) * image + alpha * colours
+    keep = (label == ignore_label)[..., None]
+    return np.where(keep, image, blended).round().astype(np.uint8)
+
+
+def side_by_side(image, label, prediction, palette):
+    """One HxW*3x3 uint8 strip: image | ground truth | prediction (for TensorBoard)."""
+    image = np.clip(np.asarray(image), 0, 255).astype(np.uint8)
+    return np.concatenate(
+        [image, colorize(label, palette), colorize(prediction, palette)], axis=1)
+
+
+def batch_side_by_side(images, labels, predictions, palette):
+    """[B,H,W,3] images, [B,H,W] labels and predictions -> [B,H,3W,3] uint8 strips."""
+    return np.stack([side_by_side(i, l, p, palette)
+                     for i, l, p in zip(np.asarray(images), np.asarray(labels),
+                                        np.asarray(predictions))])
+
+
+def label_png(label, palette):
+    """A palette ("P" mode) PIL image: class ids as pixel values, displayed in colour.
+
+    This is the format of the VOC ground-truth PNGs: readers get the ids back exactly.
+    """
+    png = Image.fromarray(_as_label(label), mode="P")
+    png.putpalette(np.asarray(palette, dtype=np.uint8).reshape(-1).tolist())
+    return png
+
+
+def encode_png(array):
+    """PNG bytes of an HxW or HxWx3 uint8 array."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.asarray(array, dtype=np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
