@@ -114,7 +114,7 @@ def label_png(label, palette):
 
     This is the format of the VOC ground-truth PNGs: readers get the ids back exactly.
     """
-    png = Image.fromarray(_as_label(label), mode="P")
+    png = Image.fromarray(_as_label(label))  # "L"; putpalette turns it into "P"
     png.putpalette(np.asarray(palette, dtype=np.uint8).reshape(-1).tolist())
     return png
 
