@@ -1,0 +1,88 @@
+"""The tf.data input functions: `train_input` (paper 4.1 augmentation, 4.3 bootstrapping)
+and `eval_input` (whole images padded to output_stride*k+1, paper 3).
+
+Both read a TFDS builder registered by `deeplab_tf.data`. Images stay encoded until the
+augmentation decodes the window it needs; labels are decoded PNGs.
+"""
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from deeplab_tf.data import augment
+from deeplab_tf.data.bootstrap import bootstrap
+
+_SKIP = {"image": tfds.decode.SkipDecoding()}
+
+
+def load_builder(data_config):
+    """The TFDS builder of `data_config.dataset`, after checking its class count."""
+    builder = tfds.builder(data_config.dataset, data_dir=data_config.data_dir)
+    if not builder.is_prepared():
+        raise FileNotFoundError(
+            f"dataset {data_config.dataset!r} is not built in {builder.data_dir}; run "
+            f"python -m tools.build_dataset --dataset={data_config.dataset} "
+            f"--manual_dir=DIR --data_dir={data_config.data_dir or 'DIR'}")
+    num_classes = builder.info.features["classes"].feature.num_classes
+    if num_classes != data_config.num_classes:
+        raise ValueError(f"dataset {data_config.dataset!r} ({builder.data_dir}) has "
+                         f"{num_classes} classes, but data.num_classes is "
+                         f"{data_config.num_classes}")
+    return builder
+
+
+def _is_jpeg(builder):
+    return builder.info.features["image"].encoding_format == "jpeg"
+
+
+def _split(builder, split):
+    if split not in builder.info.splits:
+        raise ValueError(f"dataset {builder.name!r} has no split {split!r} (it has "
+                         f"{sorted(builder.info.splits)})")
+    return builder.as_dataset(split=split, shuffle_files=False, decoders=_SKIP,
+                              read_config=tfds.ReadConfig(try_autocache=False))
+
+
+def train_input(data_config, batch_size, seed=0, input_context=None):
+    """Infinite (images float32 [B,crop,crop,3] 0..255, labels int32 [B,crop,crop]).
+
+    With a `tf.distribute.InputContext`, each input pipeline reads its own shard of the
+    examples and `batch_size` (the global batch) becomes the per-replica batch.
+    """
+    builder = load_builder(data_config)
+    dataset = _split(builder, data_config.train_split)
+    pipeline_id = 0
+    if input_context is not None:
+        pipeline_id = input_context.input_pipeline_id
+        dataset = dataset.shard(input_context.num_input_pipelines, pipeline_id)
+        batch_size = input_context.get_per_replica_batch_size(batch_size)
+    dataset = bootstrap(dataset, data_config.bootstrap_classes, data_config.bootstrap_factor)
+    dataset = dataset.shuffle(data_config.shuffle_buffer, seed=seed + 1000 * pipeline_id,
+                              reshuffle_each_iteration=True).repeat().enumerate()
+    is_jpeg = _is_jpeg(builder)
+
+    def augment_example(index, example):
+        element_seed = tf.stack([tf.cast(seed * 1000003 + pipeline_id, tf.int64), index])
+        return augment.train_augment(
+            example["image"], example["label"], element_seed, data_config.crop_size,
+            data_config.min_scale, data_config.max_scale, data_config.scale_step,
+            data_config.flip, is_jpeg)
+
+    dataset = dataset.map(augment_example, num_parallel_calls=tf.data.AUTOTUNE,
+                          deterministic=True)
+    return dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+
+def eval_input(data_config, split, output_stride):
+    """One whole image per element, padded to output_stride*k+1, in the split's order."""
+    builder = load_builder(data_config)
+    output_stride = output_stride or 32  # no atrous: pad for the largest stride used
+    is_jpeg = _is_jpeg(builder)
+
+    def pad_example(example):
+        image = augment.decode_image(example["image"], is_jpeg)
+        shape = tf.shape(example["label"])
+        image, label = augment.eval_pad(image, example["label"], output_stride)
+        return {"image": image[None], "label": label[None], "height": shape[0],
+                "width": shape[1], "file_name": example["file_name"]}
+
+    return _split(builder, split).map(pad_example, num_parallel_calls=tf.data.AUTOTUNE,
+                                      deterministic=True).prefetch(tf.data.AUTOTUNE)

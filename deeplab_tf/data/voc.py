@@ -1,0 +1,147 @@
+"""PASCAL VOC 2012 segmentation (+ SBD train_aug) and the synthetic set, as TFDS builders.
+
+Paper 4 trains on VOC 2012 augmented by the SBD annotations ("train_aug", 10,582 images)
+and evaluates on val (1,449). The user's local copy is the TFDS `manual_dir`:
+
+    manual_dir/VOCdevkit/VOC2012/{JPEGImages, SegmentationClass, ImageSets/Segmentation}
+    manual_dir/benchmark_RELEASE/dataset/{cls/*.mat, img/*.jpg, train.txt, val.txt}  (SBD)
+    manual_dir/SegmentationClassAug/*.png  (the common converted SBD folder; either works)
+
+train_aug = VOC train + SBD train + SBD val, minus every VOC val image. Labels come from
+VOC's own PNGs where they exist, else SegmentationClassAug, else the SBD .mat file.
+"""
+import os
+
+import scipy.io
+import tensorflow_datasets as tfds
+
+from deeplab_tf import visualization
+from deeplab_tf.data import features, validation
+
+NUM_CLASSES = 21
+SPLITS = ("train", "val", "trainval")
+
+
+def find_voc_root(manual_dir):
+    for candidate in (os.path.join(manual_dir, "VOCdevkit", "VOC2012"),
+                      os.path.join(manual_dir, "VOC2012"), manual_dir):
+        if os.path.isdir(os.path.join(candidate, "JPEGImages")):
+            return candidate
+    raise validation.DataError(
+        f"{manual_dir}: no VOC layout found (expected VOCdevkit/VOC2012/JPEGImages or "
+        f"JPEGImages in this directory)")
+
+
+def read_sbd_label(path):
+    """SBD's class map: GTcls.Segmentation of a MATLAB .mat file, as uint8."""
+    try:
+        segmentation = scipy.io.loadmat(path, squeeze_me=True, struct_as_record=False)[
+            "GTcls"].Segmentation
+    except (OSError, ValueError, KeyError, AttributeError, TypeError) as error:
+        raise validation.DataError(f"{path}: not a readable SBD GTcls .mat file "
+                                   f"({type(error).__name__}: {error})") from None
+    if segmentation.ndim != 2 or segmentation.min() < 0 or segmentation.max() > 255:
+        raise validation.DataError(f"{path}: GTcls.Segmentation is not a 2-D map of class "
+                                   f"ids (shape {segmentation.shape})")
+    return segmentation.astype("uint8")
+
+
+def read_label(source):
+    kind, path = source
+    return read_sbd_label(path) if kind == "mat" else validation.read_label_png(path)
+
+
+class VocLayout:
+    """The items (name, image path, label source) of each split of one local copy."""
+
+    def __init__(self, manual_dir):
+        self.manual_dir = os.fspath(manual_dir)
+        self.root = find_voc_root(self.manual_dir)
+        self.images = os.path.join(self.root, "JPEGImages")
+        validation.require_nonempty_dir(self.images, ".jpg")
+        self.labels = os.path.join(self.root, "SegmentationClass")
+        self.sbd = os.path.join(self.manual_dir, "benchmark_RELEASE", "dataset")
+        self.aug = next((p for p in (os.path.join(self.root, "SegmentationClassAug"),
+                                     os.path.join(self.manual_dir, "SegmentationClassAug"))
+                         if os.path.isdir(p)), None)
+
+    def _image_path(self, name):
+        path = os.path.join(self.images, name + ".jpg")
+        sbd_path = os.path.join(self.sbd, "img", name + ".jpg")
+        return sbd_path if not os.path.isfile(path) and os.path.isfile(sbd_path) else path
+
+    def _label_source(self, name):
+        for kind, path in (("png", os.path.join(self.labels, name + ".png")),
+                           ("png", os.path.join(self.aug or self.labels, name + ".png")),
+                           ("mat", os.path.join(self.sbd, "cls", name + ".mat"))):
+            if os.path.isfile(path):
+                return kind, path
+        return None
+
+    def _missing(self, name):
+        """The path a split entry lacks (image first, then label), or None."""
+        image = self._image_path(name)
+        if not os.path.isfile(image):
+            return image
+        if self._label_source(name) is None:
+            return os.path.join(self.labels, name + ".png")
+        return None
+
+    def _items(self, names):
+        return [(name, self._image_path(name), self._label_source(name)) for name in names]
+
+    def split_names(self):
+        lists = os.path.join(self.root, "ImageSets", "Segmentation")
+        names = {split: validation.read_split_list(os.path.join(lists, split + ".txt"),
+                                                   self._missing) for split in SPLITS}
+        if os.path.isdir(self.sbd) or self.aug:
+            names["train_aug"] = self._train_aug_names(names["train"], names["val"])
+        return names
+
+    def _train_aug_names(self, voc_train, voc_val):
+        if os.path.isdir(self.sbd):
+            sbd = [n for split in ("train", "val") for n in validation.read_split_list(
+                os.path.join(self.sbd, split + ".txt"), self._missing)]
+        else:
+            sbd = [n[:-4] for n in validation.require_nonempty_dir(self.aug, ".png")]
+            for name in sbd:
+                if self._missing(name):
+                    raise validation.DataError(f"{self.aug}/{name}.png: no image "
+                                               f"{self._missing(name)}")
+        return sorted((set(voc_train) | set(sbd)) - set(voc_val))
+
+    def split_items(self):
+        return {split: self._items(names) for split, names in self.split_names().items()}
+
+
+class PascalVocSeg(tfds.core.GeneratorBasedBuilder):
+    """PASCAL VOC 2012 segmentation, with SBD's train_aug split when SBD is present."""
+
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "train, val, trainval; train_aug with SBD."}
+    MANUAL_DOWNLOAD_INSTRUCTIONS = __doc__
+
+    def _info(self):
+        return tfds.core.DatasetInfo(
+            builder=self, description=self.__doc__,
+            features=features.segmentation_features(visualization.VOC_CLASSES, "jpeg"))
+
+    def _split_generators(self, dl_manager):
+        # Every split list is checked for missing files before the first example is written.
+        return {split: self._generate_examples(items)
+                for split, items in VocLayout(dl_manager.manual_dir).split_items().items()}
+
+    def _generate_examples(self, items):
+        for name, image_path, label_source in items:
+            label = read_label(label_source)
+            yield name, features.checked_example(image_path, label, label_source[1], name,
+                                                 NUM_CLASSES, "jpeg")
+
+
+class SyntheticVoc(PascalVocSeg):
+    """The generated VOC-layout set of `tools/make_synthetic.py`, read by the VOC code."""
+
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "Generated scenes; train, val, trainval."}
+    MANUAL_DOWNLOAD_INSTRUCTIONS = ("Run `python -m tools.make_synthetic --output_dir=DIR` "
+                                    "and pass DIR as manual_dir.")

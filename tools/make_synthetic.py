@@ -1,0 +1,30 @@
+"""Generates the synthetic segmentation set in the PASCAL VOC layout.
+
+    python -m tools.make_synthetic --output_dir=data/synthetic_src
+    python -m tools.build_dataset --dataset=synthetic_voc \
+        --manual_dir=data/synthetic_src --data_dir=data/tfds
+
+Deterministic in --seed: the same flags give the same files.
+"""
+from absl import app, flags
+
+from deeplab_tf.data import synthetic
+
+flags.DEFINE_string("output_dir", None, "Directory to write the VOC layout into.")
+flags.DEFINE_integer("seed", 0, "Seed of the scenes.")
+flags.DEFINE_integer("num_train", 300, "Images in the train split.")
+flags.DEFINE_integer("num_val", 60, "Images in the val split.")
+flags.mark_flag_as_required("output_dir")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    del argv
+    splits = synthetic.generate(FLAGS.output_dir, seed=FLAGS.seed, num_train=FLAGS.num_train,
+                                num_val=FLAGS.num_val)
+    counts = ", ".join(f"{split} {len(names)}" for split, names in splits.items())
+    print(f"wrote {FLAGS.output_dir} ({counts})")
+
+
+if __name__ == "__main__":
+    app.run(main)
