@@ -1,0 +1,230 @@
+"""The DeepLabv3 model family: shapes, atrous consistency, parameter counts, serialization."""
+import numpy as np
+import pytest
+import tensorflow as tf
+import keras
+
+from deeplab_tf import modeling
+from deeplab_tf.modeling import resnet
+
+
+def _randomize_batch_norm(model, seed=0):
+    """Non-trivial BN statistics so that inference-mode features are not near-identity."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            c = layer.gamma.shape[0]
+            layer.set_weights([rng.uniform(0.5, 1.5, c), rng.normal(0, 0.1, c),
+                               rng.normal(0, 0.1, c), rng.uniform(0.5, 2.0, c)])
+
+
+def _features(model, image):
+    return np.asarray(model(image, training=False))
+
+
+# ---------------------------------------------------------------- output stride -> layout
+
+def test_plan_multi_grid_rates_follow_the_paper():
+    # Paper 3.2.1: OS 16, Multi Grid (1, 2, 4) -> rates 2 * (1, 2, 4) in block4.
+    plan = modeling.plan_blocks(101, 16, (1, 2, 4))
+    assert [u.atrous_rate for u in plan[3]] == [2, 4, 8]
+    assert [u.stride for u in plan[3]] == [1, 1, 1]
+    # OS 8: block3 runs at rate 2, block4 at 4 * (1, 2, 4).
+    plan = modeling.plan_blocks(101, 8, (1, 2, 4))
+    assert {u.atrous_rate for u in plan[2]} == {2}
+    assert [u.atrous_rate for u in plan[3]] == [4, 8, 16]
+
+
+def test_plan_stride_two_is_the_last_unit_of_blocks_one_to_three():
+    plan = modeling.plan_blocks(50, None, (1, 1, 1))
+    for block in plan[:3]:
+        assert [u.stride for u in block] == [1] * (len(block) - 1) + [2]
+    assert [u.stride for u in plan[3]] == [1, 1, 1]  # block4 never strides when last
+    assert modeling.effective_output_stride(plan) == 32
+
+
+def test_plan_cascaded_blocks_rates_double_per_block():
+    # Figure 3(b): OS 16, block4..block7 at rates 2, 4, 8, 16 (times the unit rates).
+    plan = modeling.plan_blocks(50, 16, (1, 2, 1), extra_blocks=3)
+    assert len(plan) == 7
+    for block, rate in zip(plan[3:], (2, 4, 8, 16)):
+        assert [u.atrous_rate for u in block] == [rate, 2 * rate, rate]
+    # Without atrous convolution block7 ends at output stride 256 (Table 1).
+    assert modeling.effective_output_stride(modeling.plan_blocks(50, None, (1, 1, 1), 3)) == 256
+    assert modeling.effective_output_stride(modeling.plan_blocks(50, 64, (1, 1, 1), 3)) == 64
+
+
+@pytest.mark.parametrize("bad", [dict(output_stride=12), dict(output_stride=64),
+                                  dict(depth=34), dict(multi_grid=(1, 2)),
+                                  dict(extra_blocks=4)])
+def test_plan_rejects_what_the_network_cannot_do(bad):
+    kwargs = dict(depth=50, output_stride=16, multi_grid=(1, 2, 4), extra_blocks=0)
+    kwargs.update(bad)
+    with pytest.raises(ValueError, match=str(list(bad.values())[0]).strip("()")):
+        modeling.plan_blocks(**kwargs)
+
+
+def test_aspp_rates_scale_with_output_stride():
+    assert modeling.scaled_rates((6, 12, 18), 16) == (6, 12, 18)
+    assert modeling.scaled_rates((6, 12, 18), 8) == (12, 24, 36)
+    assert modeling.scaled_rates((6, 12, 18), 4) == (24, 48, 72)
+    assert modeling.scaled_rates((6, 12, 18, 24), 8) == (12, 24, 36, 48)
+    model = modeling.deeplabv3(depth=50, output_stride=8, image_shape=(65, 65, 3))
+    dilations = [model.get_layer(f"aspp_atrous{i}").dilation_rate for i in (1, 2, 3)]
+    assert dilations == [(12, 12), (24, 24), (36, 36)]
+
+
+# ---------------------------------------------------------------- feature sizes
+
+@pytest.mark.parametrize("output_stride,expected", [(8, 65), (16, 33), (32, 17), (4, 129)])
+def test_feature_size_for_513_inputs(output_stride, expected):
+    backbone = modeling.atrous_resnet(50, output_stride, image_shape=(513, 513, 3))
+    assert backbone.output_shape == (None, expected, expected, 2048)
+    assert modeling.feature_size(513, output_stride) == expected
+    model = modeling.deeplabv3(21, depth=50, output_stride=output_stride,
+                               image_shape=(513, 513, 3))
+    assert model.output_shape == (None, expected, expected, 21)
+
+
+@pytest.mark.parametrize("size", [(321, 321), (96, 200), (1, 1), (769, 1025)])
+@pytest.mark.parametrize("output_stride", [8, 16])
+def test_feature_size_for_other_sizes(size, output_stride):
+    backbone = modeling.atrous_resnet(50, output_stride, image_shape=(*size, 3))
+    expected = tuple(modeling.feature_size(s, output_stride) for s in size)
+    assert backbone.output_shape[1:3] == expected
+    assert expected == tuple(int(np.ceil(s / output_stride)) for s in size)
+
+
+def test_feature_size_computed_on_a_real_image():
+    model = modeling.deeplabv3(21, depth=50, output_stride=16)
+    logits = model(np.zeros((2, 100, 71, 3), "float32"))
+    assert logits.shape == (2, 7, 5, 21)
+    full = modeling.with_upsampled_logits(model)(np.zeros((2, 100, 71, 3), "float32"))
+    assert full.shape == (2, 100, 71, 21)
+
+
+def test_block_endpoints_reachable_by_name():
+    model = modeling.deeplabv3(21, depth=50, output_stride=16, image_shape=(129, 129, 3))
+    sizes = {name: model.get_layer(name).output.shape[1:]
+             for name in ("block1", "block2", "block3", "block4")}
+    assert sizes == {"block1": (17, 17, 256), "block2": (9, 9, 512),
+                     "block3": (9, 9, 1024), "block4": (9, 9, 2048)}
+
+
+# ---------------------------------------------------------------- atrous consistency
+
+@pytest.mark.parametrize("coarse,dense", [(16, 8), (8, 4)])
+def test_atrous_consistency(coarse, dense):
+    """Same weights: the coarse map equals the dense map sampled every second pixel."""
+    size = 16 * 4 + 1  # 16k+1: both maps are 2m+1 / m+1 pixels wide
+    coarse_model = modeling.atrous_resnet(50, coarse, (1, 2, 4))
+    _randomize_batch_norm(coarse_model)
+    dense_model = modeling.atrous_resnet(50, dense, (1, 2, 4))
+    dense_model.set_weights(coarse_model.get_weights())
+    image = np.random.default_rng(1).uniform(0, 255, (2, size, size, 3)).astype("float32")
+    coarse_features = _features(coarse_model, image)
+    dense_features = _features(dense_model, image)
+    assert dense_features.shape[1] == 2 * coarse_features.shape[1] - 1
+    scale = np.abs(dense_features).max()
+    np.testing.assert_allclose(dense_features[:, ::2, ::2] / scale, coarse_features / scale,
+                               atol=2e-5)
+
+
+# ---------------------------------------------------------------- parameter counts
+
+def _count(weights):
+    return sum(int(np.prod(w.shape)) for w in weights)
+
+
+def _expected_backbone(depth, extra_blocks=0):
+    """Independent count of the layer list: conv kernels + BN gamma/beta."""
+    conv_bn = lambda k, cin, cout: k * k * cin * cout + 2 * cout
+    total, depth_in = conv_bn(7, 3, 64), 64
+    units = list(resnet.UNITS_PER_BLOCK[depth]) + [3] * extra_blocks
+    bases = [64, 128, 256, 512] + [512] * extra_blocks
+    for num_units, base in zip(units, bases):
+        for _ in range(num_units):
+            if depth_in != 4 * base:
+                total += conv_bn(1, depth_in, 4 * base)  # projection shortcut
+            total += conv_bn(1, depth_in, base) + conv_bn(3, base, base)
+            total += conv_bn(1, base, 4 * base)
+            depth_in = 4 * base
+    return total
+
+
+def test_trainable_parameter_counts_match_the_paper_layer_list():
+    assert _count(modeling.deeplabv3(21, depth=101).trainable_weights) == 58_040_661
+    assert _count(modeling.deeplabv3(21, depth=50).trainable_weights) == 39_048_533
+    head = 256 * 2048 * 2 + 3 * 9 * 2048 * 256 + 1280 * 256 + 6 * 512 + 256 * 21 + 21
+    assert _expected_backbone(101) + head == 58_040_661
+    assert _expected_backbone(50) + head == 39_048_533
+
+
+@pytest.mark.parametrize("depth,extra_blocks", [(50, 3), (101, 1)])
+def test_cascade_parameter_counts(depth, extra_blocks):
+    model = modeling.deeplabv3(21, depth=depth, head="cascade", extra_blocks=extra_blocks,
+                               multi_grid=(1, 1, 1))
+    expected = _expected_backbone(depth, extra_blocks) + 2048 * 21 + 21
+    assert _count(model.trainable_weights) == expected
+
+
+def test_aspp_fourth_branch_and_no_image_pooling_counts():
+    base = _count(modeling.deeplabv3(21, depth=50).trainable_weights)
+    four = _count(modeling.deeplabv3(21, depth=50, aspp_rates=(6, 12, 18, 24)).trainable_weights)
+    # One more 3x3 branch (+BN), and the projection sees 256 more input channels.
+    assert four - base == 9 * 2048 * 256 + 512 + 256 * 256
+    plain = _count(modeling.deeplabv3(21, depth=50, image_pooling=False).trainable_weights)
+    assert base - plain == 2048 * 256 + 512 + 256 * 256
+
+
+# ---------------------------------------------------------------- weights and serialization
+
+def test_weights_do_not_depend_on_output_stride(tmp_path):
+    os16 = modeling.deeplabv3(21, depth=50, output_stride=16)
+    _randomize_batch_norm(os16)
+    path = str(tmp_path / "os16.weights.h5")
+    os16.save_weights(path)
+    os8 = modeling.deeplabv3(21, depth=50, output_stride=8)
+    os8.load_weights(path)
+    for a, b in zip(os16.weights, os8.weights):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert [w.path for w in os16.weights] == [w.path for w in os8.weights]
+
+
+def test_get_config_round_trip_and_keras_file(tmp_path):
+    model = modeling.deeplabv3(5, depth=50, output_stride=16, multi_grid=(1, 2, 1),
+                               aspp_rates=(6, 12, 18, 24), image_pooling=True)
+    config = model.get_config()
+    clone = modeling.DeepLabV3.from_config(config)
+    assert clone.get_config() == config
+    assert _count(clone.weights) == _count(model.weights)
+    _randomize_batch_norm(model)
+    image = np.random.default_rng(2).uniform(0, 255, (1, 49, 57, 3)).astype("float32")
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert isinstance(loaded, modeling.DeepLabV3)
+    assert loaded.get_config() == config
+    np.testing.assert_allclose(loaded(image), model(image), rtol=1e-5, atol=1e-5)
+    backbone = modeling.atrous_resnet(50, 8, (1, 2, 4), extra_blocks=2)
+    assert modeling.AtrousResNet.from_config(backbone.get_config()).get_config() == \
+        backbone.get_config()
+
+
+def test_resize_bilinear_equals_tf_align_corners():
+    x = np.random.default_rng(3).normal(size=(2, 5, 9, 3)).astype("float32")
+    for size in [(17, 33), (5, 9), (3, 4), (1, 1)]:
+        ours = np.asarray(modeling.resize_bilinear(x, size))
+        theirs = tf.compat.v1.image.resize_bilinear(x, size, align_corners=True).numpy()
+        np.testing.assert_allclose(ours, theirs, atol=1e-5)
+
+
+def test_mixed_precision_logits_stay_float32():
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        model = modeling.deeplabv3(21, depth=50, output_stride=16)
+        assert model.get_layer("block4_unit_3_conv2").compute_dtype == "bfloat16"
+        logits = model(np.zeros((1, 33, 33, 3), "float32"))
+        assert logits.dtype == "float32"
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
