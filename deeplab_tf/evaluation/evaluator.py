@@ -1,0 +1,97 @@
+"""Evaluating a checkpoint over a split: mIoU as in paper Section 4 (Tables 4-7).
+
+`evaluate` takes any iterable of (image, label) numpy pairs, so it runs on the data
+helper's `eval_input` (via `examples_from_eval_input`) as well as on arrays a test writes.
+Results go to WORKDIR/eval: results.json (latest) and results_<step>.json, a readable
+table (results_<step>.txt) and TensorBoard scalars.
+"""
+import json
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from deeplab_tf.evaluation import metrics
+
+EVAL_DIR = "eval"
+
+
+def examples_from_eval_input(dataset):
+    """(image HxWx3, label HxW) pairs from `deeplab_tf.data.eval_input` elements.
+
+    eval_input pads each image to output_stride*k+1; the padding is cut off here because
+    inference pads again for every scale of the multi-scale input.
+    """
+    for element in dataset.as_numpy_iterator():
+        height = int(np.asarray(element["height"]).reshape(-1)[0])
+        width = int(np.asarray(element["width"]).reshape(-1)[0])
+        image = np.asarray(element["image"])
+        label = np.asarray(element["label"])
+        if image.ndim == 4:  # [1,H,W,3]: one image per element
+            image, label = image[0], label[0]
+        if label.ndim == 3:  # HxWx1
+            label = label[..., 0]
+        yield image[:height, :width], label[:height, :width]
+
+
+def evaluate(predict_fn, examples, num_classes, class_names=None, ignore_label=255,
+             num_examples=None, verbose=True):
+    """Accumulates one confusion matrix over `examples`; returns the `ConfusionMatrix`.
+
+    Args:
+      predict_fn: images float32 [1,H,W,3] -> (labels [1,H,W], ...), e.g.
+        `inference.make_predict_fn(model, scales, flip)`.
+      examples: iterable of (image HxWx3, label HxW or HxWx1) arrays.
+      num_examples: the split's size, for the progress bar (optional).
+    """
+    confusion = metrics.ConfusionMatrix(num_classes, ignore_label, class_names)
+    progress = keras.utils.Progbar(num_examples, unit_name="image") if verbose else None
+    for image, label in examples:
+        image = np.asarray(image, dtype=np.float32)
+        if image.ndim != 3 or image.shape[-1] != 3:
+            raise ValueError(f"expected an HxWx3 image, got shape {image.shape}")
+        predicted = predict_fn(tf.constant(image[None]))[0]
+        confusion.update(label, np.asarray(predicted)[0],
+                         name=f"image {confusion.num_images}")
+        if progress is not None:
+            progress.add(1)
+    if confusion.num_images == 0:
+        raise ValueError("the evaluation split is empty")
+    return confusion
+
+
+def checkpoint_step(checkpoint):
+    """The training step saved in a checkpoint (its `step` variable), else save_counter."""
+    names = dict(tf.train.list_variables(checkpoint))
+    for key in ("step/.ATTRIBUTES/VARIABLE_VALUE", "save_counter/.ATTRIBUTES/VARIABLE_VALUE"):
+        if key in names:
+            return int(tf.train.load_variable(checkpoint, key))
+    return 0
+
+
+def write_results(workdir, result, step, settings=None):
+    """Writes the JSON, the table and TensorBoard scalars to WORKDIR/eval; returns the table."""
+    eval_dir = os.path.join(workdir, EVAL_DIR)
+    tf.io.gfile.makedirs(eval_dir)
+    settings = settings or {}
+    record = dict(result, step=step, settings=settings)
+    text = json.dumps(record, indent=2)
+    for name in (f"results_{step}.json", "results.json"):
+        with tf.io.gfile.GFile(os.path.join(eval_dir, name), "w") as f:
+            f.write(text)
+    described = ", ".join(f"{k}={v}" for k, v in settings.items())
+    table = metrics.format_table(result, title=f"step {step}: {described}")
+    with tf.io.gfile.GFile(os.path.join(eval_dir, f"results_{step}.txt"), "w") as f:
+        f.write(table + "\n")
+    writer = tf.summary.create_file_writer(eval_dir)
+    with writer.as_default():
+        if result["miou"] is not None:
+            tf.summary.scalar("eval/miou", result["miou"], step=step)
+        if result["pixel_accuracy"] is not None:
+            tf.summary.scalar("eval/pixel_accuracy", result["pixel_accuracy"], step=step)
+        for name, value in result["per_class_iou"].items():
+            if value is not None:  # absent classes have no IoU; no point is better than 0
+                tf.summary.scalar(f"eval_iou/{name}", value, step=step)
+    writer.flush()
+    return table
