@@ -1,0 +1,1 @@
+"""SavedModel (and TFLite) export of a trained DeepLabv3 for serving."""
