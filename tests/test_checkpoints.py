@@ -158,8 +158,8 @@ def test_mismatched_checkpoint_lists_every_problem_and_loads_nothing(model,
 
 
 def test_checkpoint_of_another_depth_is_refused(model, imagenet_variables, tmp_path):
-    # A resnet_v1_101 checkpoint (here: renamed 50-layer variables plus block3 units 7-23
-    # would follow) for a ResNet-50 model.
+    # Variables under resnet_v1_101 for a ResNet-50 model: even where every name the
+    # model needs is there, the depths differ and the error says so.
     renamed = {name.replace("resnet_v1_50", "resnet_v1_101"): value
                for name, value in imagenet_variables.items()}
     prefix = write_slim_checkpoint(renamed, str(tmp_path / "101" / "resnet_v1_101.ckpt"))

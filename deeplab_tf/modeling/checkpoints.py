@@ -139,7 +139,7 @@ def load_slim_checkpoint(model, path):
     shapes = reader.get_variable_to_shape_map()
     scope = _slim_scope(list(shapes), path)
 
-    expected, kept = {}, []  # slim name -> Keras variable; layers left as initialised
+    expected, kept, problems = {}, [], []  # slim name -> Keras variable; layers kept
     for layer in _layers(model):
         if not layer.weights:
             continue
@@ -149,12 +149,13 @@ def load_slim_checkpoint(model, path):
             continue
         for name, variable in zip(names, layer.weights):
             if name is None:
-                raise CheckpointMismatchError(
-                    f"Layer {layer.name} has variable {variable.name!r}, which has no "
-                    f"TF-slim counterpart")
-            expected[name] = variable
+                problems.append(f"{variable.path} has no TF-slim counterpart")
+            else:
+                expected[name] = variable
+    if not expected:
+        raise CheckpointMismatchError(
+            f"Model {model.name} has no conv1 / block1-4 layers to load from {path}")
 
-    problems = []
     model_depth = getattr(model, "depth", None)
     if model_depth is not None and scope != f"resnet_v1_{model_depth}":
         problems.append(f"the checkpoint is {scope}, the model is ResNet-{model_depth}")
