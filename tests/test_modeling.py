@@ -56,11 +56,12 @@ def test_plan_cascaded_blocks_rates_double_per_block():
 
 @pytest.mark.parametrize("bad", [dict(output_stride=12), dict(output_stride=64),
                                   dict(depth=34), dict(multi_grid=(1, 2)),
-                                  dict(extra_blocks=4)])
+                                  dict(extra_blocks=4),
+                                  dict(output_stride=None, extra_blocks=1)])
 def test_plan_rejects_what_the_network_cannot_do(bad):
     kwargs = dict(depth=50, output_stride=16, multi_grid=(1, 2, 4), extra_blocks=0)
     kwargs.update(bad)
-    with pytest.raises(ValueError, match=str(list(bad.values())[0]).strip("()")):
+    with pytest.raises(ValueError, match=str(list(bad.values())[-1]).strip("()")):
         modeling.plan_blocks(**kwargs)
 
 

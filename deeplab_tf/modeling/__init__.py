@@ -5,3 +5,4 @@ from deeplab_tf.modeling.deeplabv3 import (DeepLabV3, deeplabv3, upsample_logits
 from deeplab_tf.modeling.layers import MEAN_PIXEL, resize_bilinear
 from deeplab_tf.modeling.resnet import (AtrousResNet, atrous_resnet, effective_output_stride,
                                         feature_size, plan_blocks)
+from deeplab_tf.modeling.checkpoints import CheckpointMismatchError, load_init_weights

@@ -62,6 +62,12 @@ def plan_blocks(depth=101, output_stride=16, multi_grid=(1, 2, 4), extra_blocks=
                 block.append(Unit(base_depth, 1, rate * unit_rates[i]))
                 rate *= stride
             else:
+                if stride > 1 and unit_rates[i] > 1:
+                    # A convolution cannot both stride and dilate (neither can slim's).
+                    raise ValueError(
+                        f"block{index + 1} unit {i + 1} strides by 2, so its multi-grid rate "
+                        f"must be 1, got multi_grid={multi_grid}: use multi_grid=(1, 1, 1) "
+                        f"or an output_stride that turns this stride into atrous rate")
                 block.append(Unit(base_depth, stride, unit_rates[i]))
                 current_stride *= stride
         plan.append(block)
@@ -161,7 +167,8 @@ def atrous_resnet(depth=101, output_stride=16, multi_grid=(1, 2, 4), extra_block
       depth: 50 or 101.
       output_stride: 4, 8, 16, 32 (64, 128, 256 with cascaded blocks), or None for no
         atrous convolution.
-      multi_grid: unit rates (r1, r2, r3) of block4 and of every cascaded block.
+      multi_grid: unit rates (r1, r2, r3) of block4 and of every cascaded block. A unit
+        that still strides (no atrous yet) must have unit rate 1.
       extra_blocks: 0-3 cascaded copies of block4 (block5, block6, block7).
       **kwargs: batch_norm_decay, batch_norm_epsilon, image_shape, name.
     """
