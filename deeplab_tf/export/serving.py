@@ -36,11 +36,16 @@ def _big_endian(four_bytes):
     return ((values[0] * 256 + values[1]) * 256 + values[2]) * 256 + values[3]
 
 
-def _header_size(encoded):
-    """(height, width) from the PNG IHDR chunk or the JPEG SOF marker, without decoding."""
+def image_size(encoded):
+    """(height, width) from the PNG IHDR chunk or the JPEG SOF marker, without decoding.
+
+    Raises InvalidArgumentError for bytes that are neither PNG nor JPEG.
+    """
     is_png = tf.equal(tf.strings.substr(encoded, 0, 8), _PNG_SIGNATURE)
     is_jpeg = tf.equal(tf.strings.substr(encoded, 0, 3), _JPEG_SIGNATURE)
-    known = tf.debugging.Assert(is_png | is_jpeg, ["not a JPEG or PNG image"])
+    # 24 bytes: a PNG's size sits in bytes 16..24; anything shorter is no image.
+    long_enough = tf.strings.length(encoded) >= 24
+    known = tf.debugging.Assert(long_enough & (is_png | is_jpeg), ["not a JPEG or PNG image"])
 
     def png_size():
         return (_big_endian(tf.strings.substr(encoded, 20, 4)),
@@ -56,9 +61,7 @@ def _header_size(encoded):
 
 def _decode(index, encoded, max_pixels):
     """(index, status, HxWx3 uint8 image); raises on undecodable bytes (dropped later)."""
-    # Short strings make substr fail rather than return garbage.
-    tf.debugging.assert_greater_equal(tf.strings.length(encoded), 24)
-    height, width = _header_size(encoded)
+    height, width = image_size(encoded)
     too_large = height * width > max_pixels
 
     def decode():
@@ -72,6 +75,24 @@ def _decode(index, encoded, max_pixels):
     status, image = tf.cond(too_large, refuse, decode)
     image = tf.ensure_shape(image, [None, None, 3])
     return index, status, image
+
+
+def decode_image(encoded, max_pixels=DEFAULT_MAX_PIXELS):
+    """Eager decoding of one JPEG/PNG as the bytes signature does it: HxWx3 uint8.
+
+    Raises ValueError naming the problem (not an image, too large); for tools.predict.
+    """
+    try:
+        height, width = (int(v) for v in image_size(encoded))
+    except tf.errors.InvalidArgumentError as error:
+        raise ValueError("not a JPEG or PNG image") from error
+    if height * width > max_pixels:
+        raise ValueError(f"{height}x{width} pixels is more than max_pixels={max_pixels}")
+    try:
+        return tf.io.decode_image(encoded, channels=3, dtype=tf.uint8,
+                                  expand_animations=False).numpy()
+    except tf.errors.InvalidArgumentError as error:
+        raise ValueError(f"corrupt image data ({error.message.splitlines()[0][:120]})") from None
 
 
 def predict_encoded(model, encoded, scales, flip, output_stride, max_pixels, probabilities):

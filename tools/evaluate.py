@@ -1,0 +1,110 @@
+"""Evaluates a training run's checkpoint: mIoU as in the paper (Section 4, Tables 4-7).
+
+    python -m tools.evaluate --experiment=voc_stage1 --workdir=runs/voc_stage1 \
+        --eval_output_stride=8 --eval_scales=0.5,0.75,1.0,1.25,1.5,1.75 --add_flipped_images
+    python -m tools.evaluate --workdir=runs/demo --watch        # alongside training
+
+The model is the one the run trained (WORKDIR/config.json; --experiment is needed only
+when the work dir has none); OS / scales / flip default to the config's `eval` section.
+Writes WORKDIR/eval/results.json, results_<step>.json and .txt (per-class table), and
+TensorBoard scalars in WORKDIR/eval.
+"""
+import os
+
+from absl import app, flags, logging
+
+flags.DEFINE_string("experiment", None, "Experiment name; used when WORKDIR has no config.json.")
+flags.DEFINE_string("workdir", None, "Training work dir (config.json, checkpoints/).")
+flags.DEFINE_multi_string("set", [], "Config override key=value, e.g. data.data_dir=/data.")
+flags.DEFINE_integer("eval_output_stride", None, "Output stride to evaluate at (paper: 8).")
+flags.DEFINE_list("eval_scales", None, "Input scales, e.g. 0.5,0.75,1.0,1.25,1.5,1.75.")
+flags.DEFINE_bool("add_flipped_images", None, "Also average left-right flipped inputs.")
+flags.DEFINE_string("checkpoint", None, "A checkpoint prefix or directory (default: latest).")
+flags.DEFINE_bool("watch", False, "Keep evaluating each new checkpoint until the last step.")
+flags.DEFINE_integer("watch_timeout", 3600, "--watch stops after this many seconds without "
+                     "a new checkpoint.")
+flags.mark_flag_as_required("workdir")
+FLAGS = flags.FLAGS
+
+
+def load_config():
+    from deeplab_tf import config as config_lib
+    from deeplab_tf.evaluation import checkpoints
+    if os.path.exists(os.path.join(FLAGS.workdir, checkpoints.CONFIG_FILE)):
+        config = checkpoints.read_config(FLAGS.workdir)
+        if FLAGS.experiment and config.name and FLAGS.experiment != config.name:
+            logging.warning("--experiment=%s, but %s was trained as %r; using its config.json",
+                            FLAGS.experiment, FLAGS.workdir, config.name)
+        config_lib.override(config, FLAGS.set)
+    elif FLAGS.experiment:
+        config = config_lib.load_experiment(FLAGS.experiment, FLAGS.set)
+    else:
+        raise app.UsageError(f"{FLAGS.workdir} has no config.json: name the --experiment")
+    if FLAGS.eval_output_stride is not None:
+        config.eval.output_stride = FLAGS.eval_output_stride
+    if FLAGS.eval_scales is not None:
+        config.eval.scales = tuple(float(s) for s in FLAGS.eval_scales)
+    if FLAGS.add_flipped_images is not None:
+        config.eval.flip = FLAGS.add_flipped_images
+    return config
+
+
+def evaluate_checkpoint(config, checkpoint):
+    import deeplab_tf.data
+    from deeplab_tf import evaluation, visualization
+    step = evaluation.checkpoint_step(checkpoint)
+    model = evaluation.restore_model(config.model, checkpoint, config.eval.output_stride)
+    output_stride = evaluation.model_output_stride(model)
+    predict = evaluation.make_predict_fn(model, config.eval.scales, config.eval.flip)
+    dataset = deeplab_tf.data.eval_input(config.data, config.eval.split, output_stride)
+    try:
+        class_names, _ = visualization.dataset_info(config.data.dataset)
+    except ValueError:
+        class_names = None
+    if class_names is not None and len(class_names) != config.model.num_classes:
+        class_names = None
+    logging.info("evaluating %s (step %d) on %s/%s at output stride %d, scales %s, flip %s",
+                 checkpoint, step, config.data.dataset, config.eval.split, output_stride,
+                 config.eval.scales, config.eval.flip)
+    count = int(dataset.cardinality())  # TFDS splits know their size; else -1 or -2
+    confusion = evaluation.evaluate(predict, evaluation.examples_from_eval_input(dataset),
+                                    config.model.num_classes, class_names,
+                                    config.data.ignore_label,
+                                    num_examples=count if count > 0 else None)
+    settings = dict(checkpoint=checkpoint, dataset=config.data.dataset,
+                    split=config.eval.split, output_stride=output_stride,
+                    scales=list(config.eval.scales), flip=config.eval.flip)
+    table = evaluation.write_results(FLAGS.workdir, confusion.result(), step, settings)
+    print(table, flush=True)
+    return step
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    try:
+        config = load_config()
+    except ValueError as error:
+        raise app.UsageError(str(error)) from None
+    import tensorflow as tf
+    from deeplab_tf.evaluation import checkpoints
+    if not FLAGS.watch:
+        evaluate_checkpoint(config, checkpoints.resolve_checkpoint(FLAGS.workdir,
+                                                                   FLAGS.checkpoint))
+        return
+    directory = os.path.join(FLAGS.workdir, checkpoints.CHECKPOINT_DIR)
+    for checkpoint in tf.train.checkpoints_iterator(directory, min_interval_secs=10,
+                                                    timeout=FLAGS.watch_timeout):
+        try:
+            step = evaluate_checkpoint(config, checkpoint)
+        except tf.errors.NotFoundError as error:  # deleted by the trainer's max_to_keep
+            logging.warning("skipping %s: %s", checkpoint, str(error).splitlines()[0])
+            continue
+        if step >= config.train.steps:
+            logging.info("evaluated the final step %d; done", config.train.steps)
+            return
+    logging.info("no new checkpoint in %d s; done", FLAGS.watch_timeout)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,65 @@
+"""Exports a training run's checkpoint as a SavedModel for serving (and optionally TFLite).
+
+    python -m tools.export --workdir=runs/demo --export_dir=runs/demo/export
+    python -m tools.export --workdir=runs/voc --export_dir=/srv/deeplab/1 \
+        --output_stride=8 --scales=0.5,0.75,1.0,1.25,1.5,1.75 --flip --probabilities
+
+Signatures (see deeplab_tf/export/saved_model.py and serving.py):
+  serving_default: images string [N] (JPEG/PNG bytes) -> labels, heights, widths, status
+  serve_images:    images uint8 [B,H,W,3]             -> labels
+(+ probabilities with --probabilities). Output stride, scales and flip are baked in; they
+default to the config's eval section. Inspect with `saved_model_cli show --dir DIR --all`.
+--tflite also writes DIR/model.tflite: single scale, no flip, [1,S,S,3] uint8 images.
+"""
+import os
+
+from absl import app, flags
+
+flags.DEFINE_string("workdir", None, "Training work dir (config.json, checkpoints/).")
+flags.DEFINE_string("export_dir", None, "Where to write the SavedModel (default WORKDIR/export).")
+flags.DEFINE_string("checkpoint", None, "A checkpoint prefix or directory (default: latest).")
+flags.DEFINE_integer("output_stride", None, "Default: the config's eval.output_stride.")
+flags.DEFINE_list("scales", None, "Input scales; default: the config's eval.scales.")
+flags.DEFINE_bool("flip", None, "Average left-right flips; default: the config's eval.flip.")
+flags.DEFINE_bool("probabilities", False, "Also output the class probabilities.")
+flags.DEFINE_integer("max_pixels", None, "Refuse larger images (default 2048*2048).")
+flags.DEFINE_bool("tflite", False, "Also write model.tflite (single scale, fixed size).")
+flags.DEFINE_integer("tflite_size", None, "TFLite input size (default: data.crop_size).")
+flags.mark_flag_as_required("workdir")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    from deeplab_tf import evaluation, visualization
+    from deeplab_tf.export import saved_model, serving, tflite
+
+    config = evaluation.read_config(FLAGS.workdir)
+    checkpoint = evaluation.resolve_checkpoint(FLAGS.workdir, FLAGS.checkpoint)
+    export_dir = FLAGS.export_dir or os.path.join(FLAGS.workdir, "export")
+    output_stride = FLAGS.output_stride or config.eval.output_stride
+    scales = tuple(float(s) for s in FLAGS.scales) if FLAGS.scales else config.eval.scales
+    flip = config.eval.flip if FLAGS.flip is None else FLAGS.flip
+    try:
+        model = evaluation.restore_model(config.model, checkpoint, output_stride)
+        class_names, _ = visualization.dataset_info(config.data.dataset)
+    except ValueError as error:
+        raise app.UsageError(str(error)) from None
+    if len(class_names) != config.model.num_classes:
+        class_names = None
+    metadata = saved_model.export_saved_model(
+        model, export_dir, scales=scales, flip=flip, probabilities=FLAGS.probabilities,
+        max_pixels=FLAGS.max_pixels or serving.DEFAULT_MAX_PIXELS, class_names=class_names)
+    print(f"SavedModel of {checkpoint} in {export_dir}: output stride "
+          f"{metadata['output_stride']}, scales {metadata['scales']}, flip {metadata['flip']}",
+          flush=True)
+    if FLAGS.tflite:
+        size = FLAGS.tflite_size or config.data.crop_size
+        path = tflite.convert_tflite(model, os.path.join(export_dir, "model.tflite"),
+                                     size)
+        print(f"TFLite model for {size}x{size} images in {path}", flush=True)
+
+
+if __name__ == "__main__":
+    app.run(main)
