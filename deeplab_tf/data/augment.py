@@ -3,15 +3,17 @@
 Training: random scale in [min_scale, max_scale] (steps of `scale_step`, 0 = continuous),
 pad bottom/right to the crop with the mean pixel (image) and 255 (label), random crop,
 random left-right flip. One draw of (scale, offset, flip) moves image and label together;
-labels use nearest neighbour only. Resizing follows the original code: bilinear (image)
-and nearest (label) with aligned corners, so scaled pixel j samples source j*(H-1)/(sh-1).
+labels use nearest neighbour only, with the same sample positions as the image's bilinear
+resize (tf.image.resize, half-pixel centres).
 
-Speed: the whole scaled image is never built. The crop window is mapped back to source
-coordinates, only those source rows/columns are decoded (`decode_and_crop_jpeg`), and
-`crop_and_resize` samples exactly the crop's pixels from them: the result is identical to
-resize-then-crop, at the cost of one crop-sized output. Randomness is stateless, keyed on
-(seed, element index), so the stream is the same on every run.
+Speed: the whole scaled image is never built. The crop is mapped back to a source window,
+only that window is decoded (`decode_and_crop_jpeg`) and resized straight to the crop's
+real pixels; the mean-pixel padding is a concatenation of constant slices; the label is
+two row gathers. At scale 2 this decodes a quarter of the image and resizes to one crop
+instead of a 4x larger image. Randomness is stateless, keyed on (seed, element index), so
+the stream is the same on every run.
 """
+import numpy as np
 import tensorflow as tf
 
 from deeplab_tf.modeling.layers import MEAN_PIXEL
@@ -27,47 +29,45 @@ def random_scale(seed, min_scale, max_scale, scale_step):
     return tf.random.stateless_uniform([], seed, min_scale, max_scale)
 
 
-def _crop_window(scaled, crop_size, source, seed):
-    """Start (in scaled pixels), valid length and source interval of the crop on one axis.
+def _axis(scaled, crop_size, source, seed):
+    """The crop along one axis: a source interval [lo, lo + size) resized to `length`.
 
-    Padding goes at the end (bottom/right), as in the original code, so the crop starts
-    anywhere in [0, max(scaled, crop) - crop] and covers min(crop, scaled) real pixels.
+    Padding goes at the end (bottom/right), as in the original code. When the scaled image
+    is longer than the crop, the crop is a random source interval of crop/scale pixels
+    (rounded to whole pixels, so the scale is exact up to half a source pixel); otherwise
+    it is the whole axis, resized to `scaled` pixels and padded.
     """
-    start = tf.random.stateless_uniform(
-        [], seed, 0, tf.maximum(scaled - crop_size, 0) + 1, dtype=tf.int32)
     length = tf.minimum(crop_size, scaled)
-    step = tf.cast(source - 1, tf.float32) / tf.cast(tf.maximum(scaled - 1, 1), tf.float32)
-    first = tf.cast(start, tf.float32) * step  # source coordinate of the first crop pixel
-    last = tf.cast(start + length - 1, tf.float32) * step
-    lo = tf.cast(tf.floor(first), tf.int32)
-    hi = tf.minimum(tf.cast(tf.math.ceil(last), tf.int32) + 1, source)  # exclusive
-    return length, first, last, lo, hi
+    size = tf.where(scaled > crop_size, tf.cast(tf.round(
+        tf.cast(crop_size * source, tf.float32) / tf.cast(scaled, tf.float32)), tf.int32),
+                    source)
+    size = tf.clip_by_value(size, 1, source)
+    lo = tf.random.stateless_uniform([], seed, 0, source - size + 1, dtype=tf.int32)
+    # Nearest neighbour for the label with tf.image.resize's half-pixel centres; past the
+    # image, the extra row/column of 255 that `_nearest_label` appends at index `source`.
+    step = tf.cast(size, tf.float32) / tf.cast(length, tf.float32)
+    nearest = lo + tf.minimum(tf.cast(tf.floor(
+        (tf.range(crop_size, dtype=tf.float32) + 0.5) * step), tf.int32), size - 1)
+    nearest = tf.where(tf.range(crop_size) < length, nearest, source)
+    return {"length": length, "lo": lo, "size": size, "nearest": nearest}
 
 
-def _boxes(y, x):
-    """crop_and_resize's normalised box for the window [lo, hi) of each axis."""
-    (_, y_first, y_last, y_lo, y_hi), (_, x_first, x_last, x_lo, x_hi) = y, x
-    norm_y = tf.cast(tf.maximum(y_hi - y_lo - 1, 1), tf.float32)
-    norm_x = tf.cast(tf.maximum(x_hi - x_lo - 1, 1), tf.float32)
-    lo_y, lo_x = tf.cast(y_lo, tf.float32), tf.cast(x_lo, tf.float32)
-    return tf.stack([[(y_first - lo_y) / norm_y, (x_first - lo_x) / norm_x,
-                      (y_last - lo_y) / norm_y, (x_last - lo_x) / norm_x]])
+def _nearest_label(label, rows, columns):
+    """label[rows][:, columns] with index `height`/`width` meaning the ignore label.
 
-
-def _pad_to_crop(values, crop_size, fill):
-    """Pads HxWxC at the bottom/right to crop_size with `fill` (per channel), exactly."""
-    shape = tf.shape(values)
-    padding = [[0, crop_size - shape[0]], [0, crop_size - shape[1]], [0, 0]]
-    valid = tf.pad(tf.ones(shape[:2], tf.bool), padding[:2])
-    return tf.where(valid[..., None], tf.pad(values, padding), fill)
+    Two row gathers (with transposes) instead of a resize: exact, and several times
+    cheaper than resize_nearest_neighbor at this size.
+    """
+    padded = tf.pad(label, [[0, 1], [0, 1]], constant_values=IGNORE_LABEL)
+    picked = tf.transpose(tf.gather(tf.transpose(tf.gather(padded, rows)), columns))
+    return tf.cast(picked, tf.int32)
 
 
 def decode_image(image_bytes, is_jpeg, window=None):
     """uint8 HxWx3 of the encoded image; only `window` (y, x, h, w) of a JPEG is decoded."""
     if is_jpeg and window is not None:
         return tf.image.decode_and_crop_jpeg(image_bytes, tf.stack(window), channels=3)
-    image = tf.io.decode_png(image_bytes, channels=3) if not is_jpeg else tf.io.decode_jpeg(
-        image_bytes, channels=3)
+    image = (tf.io.decode_jpeg if is_jpeg else tf.io.decode_png)(image_bytes, channels=3)
     if window is not None:
         y, x, h, w = window
         image = image[y:y + h, x:x + w]
@@ -85,22 +85,29 @@ def train_augment(image_bytes, label, seed, crop_size, min_scale, max_scale, sca
     scale = random_scale(seeds[0], min_scale, max_scale, scale_step)
     scaled_h = tf.cast(tf.cast(height, tf.float32) * scale, tf.int32)
     scaled_w = tf.cast(tf.cast(width, tf.float32) * scale, tf.int32)
-    y = _crop_window(scaled_h, crop_size, height, seeds[1])
-    x = _crop_window(scaled_w, crop_size, width, seeds[2])
-    window = (y[3], x[3], y[4] - y[3], x[4] - x[3])
-    boxes, out_size = _boxes(y, x), tf.stack([y[0], x[0]])
-    image = decode_image(image_bytes, is_jpeg, window)
-    image = tf.image.crop_and_resize(image[None], boxes, [0], out_size)[0]
-    label = label[window[0]:window[0] + window[2], window[1]:window[1] + window[3]]
-    label = tf.image.crop_and_resize(label[None], boxes, [0], out_size, method="nearest")[0]
-    image = _pad_to_crop(image, crop_size, tf.constant(MEAN_PIXEL, tf.float32))
-    label = _pad_to_crop(tf.cast(label, tf.int32), crop_size, IGNORE_LABEL)
-    if flip:
-        do_flip = tf.random.stateless_uniform([], seeds[3]) < 0.5
-        image = tf.cond(do_flip, lambda: tf.reverse(image, [1]), lambda: image)
-        label = tf.cond(do_flip, lambda: tf.reverse(label, [1]), lambda: label)
+    y = _axis(scaled_h, crop_size, height, seeds[1])
+    x = _axis(scaled_w, crop_size, width, seeds[2])
+    flipped = tf.random.stateless_uniform([], seeds[3]) < 0.5 if flip else tf.constant(False)
+
+    source = decode_image(image_bytes, is_jpeg, (y["lo"], x["lo"], y["size"], x["size"]))
+    # Flipping the (uint8, at most image-sized) source before the symmetric half-pixel
+    # resize equals flipping the float crop after it, at a fraction of the memory traffic.
+    source = tf.cond(flipped, lambda: tf.reverse(source, [1]), lambda: source)
+    image = tf.image.resize(source, tf.stack([y["length"], x["length"]]))
+    # Pad with the mean pixel by concatenating slices of a constant (no masked select, no
+    # pass over the image): at the right (left once flipped) and at the bottom.
+    mean = tf.constant(np.broadcast_to(np.float32(MEAN_PIXEL), (crop_size, crop_size, 3)))
+    side = mean[:y["length"], :crop_size - x["length"]]
+    image = tf.cond(x["length"] == crop_size, lambda: image,
+                    lambda: tf.cond(flipped, lambda: tf.concat([side, image], 1),
+                                    lambda: tf.concat([image, side], 1)))
+    image = tf.cond(y["length"] == crop_size, lambda: image,
+                    lambda: tf.concat([image, mean[:crop_size - y["length"]]], 0))
+
+    columns = tf.where(flipped, tf.reverse(x["nearest"], [0]), x["nearest"])
+    label = _nearest_label(label[..., 0], y["nearest"], columns)
     image.set_shape([crop_size, crop_size, 3])
-    return image, tf.ensure_shape(label[..., 0], [crop_size, crop_size])
+    return image, tf.ensure_shape(label, [crop_size, crop_size])
 
 
 def eval_pad(image, label, output_stride):

@@ -106,14 +106,19 @@ def make_scene(seed, index, min_size=100, max_size=180):
     return np.clip(np.round(image), 0, 255).astype(np.uint8), label
 
 
-def write_voc_layout(output_dir, scenes, splits, jpeg_quality=95):
-    """Writes (name, image, label) scenes and {split: [names]} in the VOC 2012 layout."""
+def write_voc_layout(output_dir, scenes, splits, jpeg_quality=95, chroma_subsampling=0):
+    """Writes (name, image, label) scenes and {split: [names]} in the VOC 2012 layout.
+
+    `chroma_subsampling` is PIL's: 0 = 4:4:4 (crisp class colours), 2 = 4:2:0 (as most
+    camera JPEGs, VOC's included).
+    """
     for folder in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
         os.makedirs(os.path.join(output_dir, folder), exist_ok=True)
     palette = visualization.voc_palette()
     for name, image, label in scenes:
         Image.fromarray(image).save(os.path.join(output_dir, "JPEGImages", name + ".jpg"),
-                                    quality=jpeg_quality, subsampling=0)
+                                    quality=jpeg_quality,
+                                    subsampling=chroma_subsampling)
         visualization.label_png(label, palette).save(os.path.join(output_dir, "SegmentationClass", name + ".png"))
     for split, names in splits.items():
         with open(os.path.join(output_dir, "ImageSets", "Segmentation", split + ".txt"),

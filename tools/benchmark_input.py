@@ -1,0 +1,95 @@
+"""Measures the training input pipeline (paper 4.1 augmentation) in examples per second.
+
+    python -m tools.benchmark_input                      # generated VOC-sized JPEGs
+    python -m tools.benchmark_input --dataset=pascal_voc_seg --data_dir=~/tensorflow_datasets
+
+Without --data_dir it generates --num_images scenes of 375-500 pixel sides (VOC images
+are about 500x375), builds them as `synthetic_voc` in a temporary directory and times
+`train_input` at --crop_size. It prints one JSON line per run: examples/s with every core
+(and that divided by the core count) and with one thread (the per-core figure).
+"""
+import json
+import os
+import tempfile
+import time
+
+from absl import app, flags
+import numpy as np
+import tensorflow as tf
+
+from deeplab_tf import config as config_lib
+from deeplab_tf import data
+from deeplab_tf.data import synthetic
+
+flags.DEFINE_string("dataset", "synthetic_voc", "Builder to read.")
+flags.DEFINE_string("data_dir", None, "TFDS data_dir holding --dataset; none: generate.")
+flags.DEFINE_string("split", "train", "Split to read.")
+flags.DEFINE_integer("num_images", 200, "Generated images (without --data_dir).")
+flags.DEFINE_integer("jpeg_quality", 90, "JPEG quality of the generated images.")
+flags.DEFINE_integer("crop_size", 513, "Training crop.")
+flags.DEFINE_integer("batch_size", 16, "Batch size.")
+flags.DEFINE_integer("batches", 40, "Timed batches per run (after 5 warm-up batches).")
+flags.DEFINE_integer("repeats", 3, "Timed runs per setting; best and spread are printed.")
+FLAGS = flags.FLAGS
+
+
+def generate(directory, num_images, jpeg_quality):
+    """VOC-sized generated scenes in the VOC layout, built as synthetic_voc."""
+    source = os.path.join(directory, "source")
+    names = [f"bench_{i:05d}" for i in range(num_images)]
+    scenes = ((n, *synthetic.make_scene(1, i, 375, 500)) for i, n in enumerate(names))
+    synthetic.write_voc_layout(source, scenes, {"train": names, "val": names[:1],
+                                                "trainval": names}, jpeg_quality,
+                               chroma_subsampling=2)  # 4:2:0 like VOC
+    data.build("synthetic_voc", source, os.path.join(directory, "tfds"))
+    sizes = [os.path.getsize(os.path.join(source, "JPEGImages", n + ".jpg")) for n in names]
+    return os.path.join(directory, "tfds"), float(np.mean(sizes))
+
+
+def examples_per_second(data_config, threads):
+    dataset = data.train_input(data_config, FLAGS.batch_size, seed=0)
+    if threads:
+        options = tf.data.Options()
+        options.threading.private_threadpool_size = threads
+        options.threading.max_intra_op_parallelism = 1
+        dataset = dataset.with_options(options)
+    iterator = iter(dataset)
+    for _ in range(5):
+        next(iterator)
+    start, start_cpu = time.perf_counter(), time.process_time()
+    for _ in range(FLAGS.batches):
+        next(iterator)
+    examples = FLAGS.batches * FLAGS.batch_size
+    return (examples / (time.perf_counter() - start),
+            examples / (time.process_time() - start_cpu))
+
+
+def main(argv):
+    del argv
+    with tempfile.TemporaryDirectory() as directory:
+        data_config = config_lib.DataConfig(dataset=FLAGS.dataset, train_split=FLAGS.split,
+                                            crop_size=FLAGS.crop_size)
+        if FLAGS.dataset == "cityscapes_seg":
+            data_config.num_classes = 19
+        mean_jpeg_bytes = None
+        if FLAGS.data_dir:
+            data_config.data_dir = os.path.expanduser(FLAGS.data_dir)
+        else:
+            data_config.data_dir, mean_jpeg_bytes = generate(
+                directory, FLAGS.num_images, FLAGS.jpeg_quality)
+        cores = os.cpu_count()
+        for threads in (0, 1):
+            runs = [examples_per_second(data_config, threads) for _ in range(FLAGS.repeats)]
+            rates, cpu_rates = [r[0] for r in runs], [r[1] for r in runs]
+            print(json.dumps({
+                "dataset": FLAGS.dataset, "crop_size": FLAGS.crop_size,
+                "threads": threads or cores, "cores": cores,
+                "examples_per_s_best": round(max(rates), 1),
+                "examples_per_s_runs": [round(r, 1) for r in rates],
+                "per_core_best": round(max(rates) / (threads or cores), 1),
+                "examples_per_cpu_s_runs": [round(r, 1) for r in cpu_rates],
+                "mean_jpeg_bytes": mean_jpeg_bytes}), flush=True)
+
+
+if __name__ == "__main__":
+    app.run(main)
