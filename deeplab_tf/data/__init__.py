@@ -4,6 +4,8 @@ Importing this package registers the builders `pascal_voc_seg`, `synthetic_voc`,
 `cityscapes_seg` and `coco_voc_seg` with TFDS.
 """
 from deeplab_tf.data.build import BUILDERS, build
+from deeplab_tf.data.cityscapes import CityscapesSeg
+from deeplab_tf.data.coco import CocoVocSeg
 from deeplab_tf.data.pipeline import eval_input, train_input
 from deeplab_tf.data.validation import DataError
 from deeplab_tf.data.voc import PascalVocSeg, SyntheticVoc

@@ -1,0 +1,25 @@
+"""Shared pytest fixtures; each helper keeps its own clearly named section."""
+
+# ---------------------------------------------------------------------------------------
+# Data fixtures (deeplab_tf.data): a small generated VOC-layout set, built with TFDS.
+# ---------------------------------------------------------------------------------------
+import types as _types
+
+import pytest as _pytest
+
+
+def make_synthetic_voc(root, num_train=16, num_val=6, seed=0):
+    """Generates the synthetic VOC-layout set under root/source and builds it into
+    root/tfds; returns a namespace (source_dir, data_dir, splits)."""
+    from deeplab_tf import data
+    from deeplab_tf.data import synthetic
+    source_dir, data_dir = str(root / "source"), str(root / "tfds")
+    splits = synthetic.generate(source_dir, seed=seed, num_train=num_train, num_val=num_val)
+    data.build("synthetic_voc", source_dir, data_dir)
+    return _types.SimpleNamespace(source_dir=source_dir, data_dir=data_dir, splits=splits)
+
+
+@_pytest.fixture(scope="session")
+def synthetic_voc(tmp_path_factory):
+    """A built `synthetic_voc` (train 16, val 6): pass `.data_dir` as data.data_dir."""
+    return make_synthetic_voc(tmp_path_factory.mktemp("synthetic_voc"))
