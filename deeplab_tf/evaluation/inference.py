@@ -15,6 +15,8 @@ resampled, so scales=(1.0,) without flip is exactly plain inference.
 Everything here is TensorFlow ops, traceable with dynamic image sizes: the evaluation and
 the exported SavedModel run the same function.
 """
+import weakref
+
 import tensorflow as tf
 
 from deeplab_tf.modeling import MEAN_PIXEL, effective_output_stride, plan_blocks
@@ -24,6 +26,24 @@ def model_output_stride(model):
     """The output stride a DeepLabV3 model really has (also for output_stride=None)."""
     return effective_output_stride(
         plan_blocks(model.depth, model.output_stride, model.multi_grid, model.extra_blocks))
+
+
+_TRACED_MODELS = weakref.WeakKeyDictionary()
+
+
+def traced_model(model):
+    """`model` as one tf.function over images of any size, traced once per model.
+
+    Every scale and flip (and every signature of an export) then calls the same graph
+    instead of re-tracing the 50-100 layer Keras model, which dominates export time.
+    """
+    function = _TRACED_MODELS.get(model)
+    if function is None:
+        function = tf.function(
+            lambda images: model(images, training=False),
+            input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
+        _TRACED_MODELS[model] = function
+    return function
 
 
 def padded_size(size, output_stride):
@@ -54,7 +74,7 @@ def full_resolution_logits(model, images, output_stride=None):
     padded_height = padded_size(height, output_stride)
     padded_width = padded_size(width, output_stride)
     padded = pad_with_mean_pixel(images, padded_height, padded_width)
-    logits = model(padded, training=False)
+    logits = traced_model(model)(padded)
     logits = resize_aligned(logits, tf.stack([padded_height, padded_width]))
     return logits[:, :height, :width]
 

@@ -33,7 +33,7 @@ def export_saved_model(model, export_dir, scales=(1.0,), flip=False, probabiliti
     if not scales or min(scales) <= 0:
         raise ValueError(f"scales must be positive numbers, got {scales}")
     output_stride = inference.model_output_stride(model)
-    settings = dict(scales=scales, flip=bool(flip), output_stride=output_stride,
+    settings = dict(scales=list(scales), flip=bool(flip), output_stride=output_stride,
                     max_pixels=int(max_pixels), probabilities=bool(probabilities))
 
     def serve_bytes(images):

@@ -1,0 +1,184 @@
+"""SavedModel export: reloaded in a fresh process that cannot import deeplab_tf, both
+signatures give the Keras model's labels, and bad inputs get a per-image status or a clear
+error without breaking the next request.
+"""
+import io
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from deeplab_tf import config as config_lib
+from deeplab_tf.evaluation import inference
+from deeplab_tf.export import saved_model, serving
+
+NUM_CLASSES = 5
+SCALES = (0.75, 1.0)  # baked in, with flip: the served labels must include both
+SIZES = ((1, 1), (17, 23), (40, 29))
+
+
+def png_bytes(array):
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def jpeg_bytes(array):
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def scene(height, width, seed):
+    """Smooth colour regions (a real-looking input: the labels vary across the image)."""
+    rng = np.random.default_rng(seed)
+    rows, cols = np.mgrid[:height, :width]
+    image = np.stack([cols * 255 / max(width, 1), rows * 255 / max(height, 1),
+                      np.full((height, width), 128.0)], -1)
+    image[: height // 2, : width // 3] = rng.integers(0, 255, 3)
+    return image.astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    tf.keras.utils.set_random_seed(1)
+    config = config_lib.ExperimentConfig()
+    config.model.depth = 50
+    config.model.num_classes = NUM_CLASSES
+    model = config_lib.build_model(config.model)
+    # Tame the random logits (std ~1) so the softmax averaging matters for the labels.
+    logits = np.asarray(model(scene(33, 33, 0)[None].astype(np.float32)))
+    kernel, bias = model.get_layer("logits").get_weights()
+    model.get_layer("logits").set_weights([kernel / logits.std(),
+                                           (bias - logits.mean()) / logits.std()])
+    export_dir = str(tmp_path_factory.mktemp("export") / "model")
+    metadata = saved_model.export_saved_model(model, export_dir, scales=SCALES, flip=True,
+                                              probabilities=True, max_pixels=100 * 100)
+    return model, export_dir, metadata
+
+
+# Runs in a fresh interpreter where importing deeplab_tf is made impossible.
+SERVE_SCRIPT = r"""
+import importlib.abc, json, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "deeplab_tf":
+            raise ImportError(f"{name} must not be needed to serve")
+sys.meta_path.insert(0, Block())
+import numpy as np, tensorflow as tf
+export_dir, inputs, outputs = sys.argv[1:]
+loaded = tf.saved_model.load(export_dir)
+data = np.load(inputs, allow_pickle=False)
+result = {}
+by_bytes = loaded.signatures["serving_default"](images=tf.constant(list(data["encoded"])))
+for key, value in by_bytes.items():
+    result["bytes_" + key] = value.numpy()
+for i in range(int(data["num_arrays"])):
+    out = loaded.signatures["serve_images"](images=tf.constant(data[f"array_{i}"]))
+    result[f"images_labels_{i}"] = out["labels"].numpy()
+empty = loaded.signatures["serving_default"](images=tf.zeros([0], tf.string))
+result["empty_bytes_labels_shape"] = np.array(empty["labels"].shape)
+empty = loaded.signatures["serve_images"](images=tf.zeros([0, 8, 8, 3], tf.uint8))
+result["empty_images_labels_shape"] = np.array(empty["labels"].shape)
+try:
+    loaded.signatures["serve_images"](images=tf.zeros([1, 101, 100, 3], tf.uint8))
+    result["too_large_error"] = np.array("none")
+except tf.errors.InvalidArgumentError as error:
+    result["too_large_error"] = np.array(error.message[:300])
+# The same loaded model still serves after the refused request.
+after = loaded.signatures["serve_images"](images=tf.constant(data["array_0"]))
+result["after_error_labels"] = after["labels"].numpy()
+np.savez(outputs, **result)
+print(json.dumps(sorted(m for m in sys.modules if m.startswith("deeplab_tf"))))
+"""
+
+
+def keras_labels(predict, image):
+    return np.asarray(predict(tf.constant(image[None], tf.float32))[0])[0]
+
+
+@pytest.mark.slow
+def test_fresh_process_serves_the_keras_labels(exported, tmp_path):
+    model, export_dir, metadata = exported
+    assert metadata["output_stride"] == 16 and metadata["scales"] == list(SCALES)
+    assert json.load(open(os.path.join(export_dir, "deeplab_export.json")))["flip"] is True
+
+    images = [scene(h, w, seed) for seed, (h, w) in enumerate(SIZES)]
+    gray = scene(21, 26, 7)[..., 0]
+    rgba = np.dstack([scene(19, 24, 8), np.full((19, 24), 77, np.uint8)])
+    deep = (scene(18, 20, 9)[..., 1].astype(np.uint16) * 257)  # 16-bit grayscale PNG
+    jpeg = jpeg_bytes(scene(30, 22, 10))
+    big = io.BytesIO()
+    Image.new("RGB", (120, 100)).save(big, format="PNG")  # over max_pixels = 100*100
+    encoded = [png_bytes(i) for i in images] + [
+        b"this is not an image at all, just bytes",  # 3: invalid
+        png_bytes(images[2])[:60],                    # 4: truncated PNG
+        png_bytes(gray), png_bytes(rgba), png_bytes(deep), jpeg,  # 5..8
+        big.getvalue(),                               # 9: too large
+        b""]                                          # 10: empty string
+    arrays = {f"array_{i}": np.stack([image, image[::-1, ::-1]])
+              for i, image in enumerate(images)}
+    inputs = str(tmp_path / "inputs.npz")
+    np.savez(inputs, encoded=np.array(encoded, dtype=object).astype(bytes),
+             num_arrays=len(images), **arrays)
+    outputs = str(tmp_path / "outputs.npz")
+    process = subprocess.run([sys.executable, "-c", SERVE_SCRIPT, export_dir, inputs, outputs],
+                             capture_output=True, text=True, timeout=600, cwd=str(tmp_path))
+    assert process.returncode == 0, process.stderr[-3000:]
+    assert json.loads(process.stdout.strip().splitlines()[-1]) == []
+    served = dict(np.load(outputs))
+    predict = inference.make_predict_fn(model, SCALES, flip=True)  # the Keras model in TF
+
+    ok, invalid, too_large = serving.STATUS_OK, serving.STATUS_INVALID, serving.STATUS_TOO_LARGE
+    np.testing.assert_array_equal(served["bytes_status"],
+                                  [ok] * 3 + [invalid, invalid] + [ok] * 4 + [too_large, invalid])
+    decoded = images + [None, None, np.dstack([gray] * 3), rgba[..., :3],
+                        np.dstack([(deep >> 8).astype(np.uint8)] * 3),
+                        tf.io.decode_jpeg(jpeg).numpy(), None, None]
+    labels = served["bytes_labels"]
+    assert labels.shape == (11, 40, 29)
+    for i, image in enumerate(decoded):
+        if image is None:
+            assert served["bytes_heights"][i] == served["bytes_widths"][i] == 0
+            assert (labels[i] == serving.PAD_LABEL).all()
+            continue
+        height, width = image.shape[:2]
+        assert (served["bytes_heights"][i], served["bytes_widths"][i]) == (height, width)
+        np.testing.assert_array_equal(labels[i, :height, :width], keras_labels(predict, image),
+                                      err_msg=f"image {i}")
+        assert (labels[i, height:] == serving.PAD_LABEL).all()
+        assert (labels[i, :, width:] == serving.PAD_LABEL).all()
+        probabilities = served["bytes_probabilities"][i, :height, :width]
+        np.testing.assert_allclose(probabilities.sum(-1), 1.0, atol=1e-5)
+
+    distinct = 0
+    for i, image in enumerate(images):
+        got = served[f"images_labels_{i}"]
+        assert got.shape == (2,) + image.shape[:2]
+        np.testing.assert_array_equal(got[0], keras_labels(predict, image))
+        np.testing.assert_array_equal(got[1], keras_labels(predict, image[::-1, ::-1]))
+        distinct += len(np.unique(got))
+    assert distinct > len(images)  # the labels are not one constant class
+
+    assert tuple(served["empty_bytes_labels_shape"]) == (0, 0, 0)
+    assert tuple(served["empty_images_labels_shape"]) == (0, 8, 8)
+    assert "max_pixels=10000" in str(served["too_large_error"])
+    np.testing.assert_array_equal(served["after_error_labels"], served["images_labels_0"])
+
+
+def test_saved_model_cli_lists_both_signatures(exported):
+    _, export_dir, _ = exported
+    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    process = subprocess.run([cli, "show", "--dir", export_dir, "--all"],
+                             capture_output=True, text=True, timeout=300)
+    assert process.returncode == 0, process.stderr[-2000:]
+    shown = process.stdout
+    for expected in ("signature_def['serving_default']", "signature_def['serve_images']",
+                     "dtype: DT_STRING", "dtype: DT_UINT8", "outputs['status']",
+                     "outputs['labels']", "outputs['probabilities']"):
+        assert expected in shown, expected
