@@ -1,0 +1,3 @@
+"""Training (paper 4.1 protocol, Appendix B asynchronous replicas): `train(config, workdir)`."""
+from deeplab_tf.train.loop import NonFiniteLossError, Trainer, train
+from deeplab_tf.train.strategy import STRATEGIES, make_strategy
