@@ -43,13 +43,18 @@ def _axis(scaled, crop_size, source, seed):
                     source)
     size = tf.clip_by_value(size, 1, source)
     lo = tf.random.stateless_uniform([], seed, 0, source - size + 1, dtype=tf.int32)
-    # Nearest neighbour for the label with tf.image.resize's half-pixel centres; past the
-    # image, the extra row/column of 255 that `_nearest_label` appends at index `source`.
+    # Nearest neighbour for the label with tf.image.resize's half-pixel centres: window
+    # offset k of crop pixel i. Past the image, index `source` (see `_nearest_label`).
     step = tf.cast(size, tf.float32) / tf.cast(length, tf.float32)
-    nearest = lo + tf.minimum(tf.cast(tf.floor(
+    offset = tf.minimum(tf.cast(tf.floor(
         (tf.range(crop_size, dtype=tf.float32) + 0.5) * step), tf.int32), size - 1)
-    nearest = tf.where(tf.range(crop_size) < length, nearest, source)
-    return {"length": length, "lo": lo, "size": size, "nearest": nearest}
+    inside = tf.range(crop_size) < length
+    return {"length": length, "lo": lo, "size": size,
+            "nearest": tf.where(inside, lo + offset, source),
+            # Flipped: the image resizes the mirrored window (ties in the rounding go the
+            # mirrored way) and its padding moves to the front.
+            "nearest_flipped": tf.roll(tf.where(inside, lo + size - 1 - offset, source),
+                                       crop_size - length, 0)}
 
 
 def _nearest_label(label, rows, columns):
@@ -75,10 +80,12 @@ def decode_image(image_bytes, is_jpeg, window=None):
 
 
 def train_augment(image_bytes, label, seed, crop_size, min_scale, max_scale, scale_step,
-                  flip, is_jpeg):
+                  flip, is_jpeg, image_method="bilinear"):
     """One training example: (float32 crop x crop x 3 in 0..255, int32 crop x crop).
 
     `label` is the decoded uint8 HxWx1; `seed` a stateless seed, shape [2].
+    `image_method="nearest"` exists for tests: then image and label pixels correspond
+    one to one.
     """
     seeds = tf.random.experimental.stateless_split(seed, 4)
     height, width = tf.shape(label)[0], tf.shape(label)[1]
@@ -93,7 +100,8 @@ def train_augment(image_bytes, label, seed, crop_size, min_scale, max_scale, sca
     # Flipping the (uint8, at most image-sized) source before the symmetric half-pixel
     # resize equals flipping the float crop after it, at a fraction of the memory traffic.
     source = tf.cond(flipped, lambda: tf.reverse(source, [1]), lambda: source)
-    image = tf.image.resize(source, tf.stack([y["length"], x["length"]]))
+    image = tf.cast(tf.image.resize(source, tf.stack([y["length"], x["length"]]),
+                                    method=image_method), tf.float32)
     # Pad with the mean pixel by concatenating slices of a constant (no masked select, no
     # pass over the image): at the right (left once flipped) and at the bottom.
     mean = tf.constant(np.broadcast_to(np.float32(MEAN_PIXEL), (crop_size, crop_size, 3)))
@@ -104,7 +112,7 @@ def train_augment(image_bytes, label, seed, crop_size, min_scale, max_scale, sca
     image = tf.cond(y["length"] == crop_size, lambda: image,
                     lambda: tf.concat([image, mean[:crop_size - y["length"]]], 0))
 
-    columns = tf.where(flipped, tf.reverse(x["nearest"], [0]), x["nearest"])
+    columns = tf.where(flipped, x["nearest_flipped"], x["nearest"])
     label = _nearest_label(label[..., 0], y["nearest"], columns)
     image.set_shape([crop_size, crop_size, 3])
     return image, tf.ensure_shape(label, [crop_size, crop_size])

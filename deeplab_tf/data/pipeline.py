@@ -41,23 +41,34 @@ def _split(builder, split):
                               read_config=tfds.ReadConfig(try_autocache=False))
 
 
+def training_examples(data_config, input_context=None):
+    """One epoch of encoded training examples: this worker's shard, bootstrapped.
+
+    Sharding is by example (`Dataset.shard`), not by file, so any number of input
+    pipelines works on data sets of a single file.
+    """
+    builder = load_builder(data_config)
+    dataset = _split(builder, data_config.train_split)
+    if input_context is not None:
+        dataset = dataset.shard(input_context.num_input_pipelines,
+                                input_context.input_pipeline_id)
+    return bootstrap(dataset, data_config.bootstrap_classes, data_config.bootstrap_factor)
+
+
 def train_input(data_config, batch_size, seed=0, input_context=None):
     """Infinite (images float32 [B,crop,crop,3] 0..255, labels int32 [B,crop,crop]).
 
     With a `tf.distribute.InputContext`, each input pipeline reads its own shard of the
     examples and `batch_size` (the global batch) becomes the per-replica batch.
     """
-    builder = load_builder(data_config)
-    dataset = _split(builder, data_config.train_split)
+    is_jpeg = _is_jpeg(load_builder(data_config))
+    dataset = training_examples(data_config, input_context)
     pipeline_id = 0
     if input_context is not None:
         pipeline_id = input_context.input_pipeline_id
-        dataset = dataset.shard(input_context.num_input_pipelines, pipeline_id)
         batch_size = input_context.get_per_replica_batch_size(batch_size)
-    dataset = bootstrap(dataset, data_config.bootstrap_classes, data_config.bootstrap_factor)
     dataset = dataset.shuffle(data_config.shuffle_buffer, seed=seed + 1000 * pipeline_id,
                               reshuffle_each_iteration=True).repeat().enumerate()
-    is_jpeg = _is_jpeg(builder)
 
     def augment_example(index, example):
         element_seed = tf.stack([tf.cast(seed * 1000003 + pipeline_id, tf.int64), index])

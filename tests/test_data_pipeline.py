@@ -1,0 +1,189 @@
+"""The training and evaluation input (paper 4.1 augmentation, 4.3 bootstrapping, 3 whole-
+image inference): alignment of image and label, padding, determinism, sharding."""
+import collections
+import itertools
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from deeplab_tf import config as config_lib
+from deeplab_tf import data
+from deeplab_tf.data import pipeline, synthetic
+from deeplab_tf.modeling import MEAN_PIXEL
+
+HARD = (2, 9, 11, 16, 18)
+# 21 colours, one per class, at least 127 apart in some channel and far from the mean.
+COLOURS = np.array([c for c in itertools.product((0, 127, 255), repeat=3)
+                    if c != (127, 127, 127)][:21], dtype=np.uint8)
+
+
+def colour_scene(rng, block=12):
+    """An image whose colour encodes the class of each 12x12 block of its label."""
+    height, width = rng.integers(40, 91, size=2)
+    blocks = rng.integers(0, 21, ((height - 1) // block + 1, (width - 1) // block + 1))
+    label = np.kron(blocks, np.ones((block, block), dtype=np.int64))[:height, :width]
+    return COLOURS[label], label.astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def colour_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("colour")
+    rng = np.random.default_rng(0)
+    names = [f"c_{i:03d}" for i in range(12)]
+    scenes = [(n, *colour_scene(rng)) for n in names]
+    synthetic.write_voc_layout(str(root / "source"), scenes, {
+        "train": names, "val": names[:3], "trainval": names}, jpeg_quality=100)
+    data.build("synthetic_voc", root / "source", root / "tfds")
+    sources = {}
+    for name, _, label in scenes:
+        path = os.path.join(root, "source", "JPEGImages", name + ".jpg")
+        sources[name] = (tf.io.decode_jpeg(tf.io.read_file(path)).numpy(), label)
+    return str(root / "tfds"), sources
+
+
+def data_config(data_dir, **kwargs):
+    config = config_lib.DataConfig(dataset="synthetic_voc", data_dir=data_dir,
+                                   shuffle_buffer=16)
+    for key, value in kwargs.items():
+        setattr(config, key, value)
+    return config
+
+
+def first_batches(config, count, batch_size=4, seed=0, input_context=None):
+    dataset = data.train_input(config, batch_size, seed=seed, input_context=input_context)
+    return [(x.numpy(), y.numpy()) for x, y in dataset.take(count)]
+
+
+@pytest.mark.parametrize("scale_step", [0.0, 0.25])
+def test_label_follows_image_under_scale_crop_pad_flip(colour_data, scale_step):
+    config = data_config(colour_data[0], crop_size=65, scale_step=scale_step)
+    images, labels = map(np.concatenate, zip(*first_batches(config, 12)))
+    assert images.shape == (48, 65, 65, 3) and images.dtype == np.float32
+    assert labels.shape == (48, 65, 65) and labels.dtype == np.int32
+    padding = labels == 255  # the source labels have no 255: 255 is exactly the padding
+    np.testing.assert_array_equal(np.all(images == np.float32(MEAN_PIXEL), -1), padding)
+    assert 0 < padding.mean() < 0.9  # small scales pad, large ones crop
+    # Away from block borders (where bilinear mixes colours) the colour names the class.
+    window = np.lib.stride_tricks.sliding_window_view(
+        np.pad(labels, [(0, 0), (2, 2), (2, 2)], constant_values=-1), (5, 5), (1, 2))
+    interior = (window == labels[..., None, None]).all((-1, -2)) & ~padding
+    nearest = np.argmin(((images[..., None, :] - COLOURS.astype(np.float32)) ** 2).sum(-1), -1)
+    assert interior.sum() > 0.3 * labels.size
+    np.testing.assert_array_equal(nearest[interior], labels[interior])
+
+
+def test_unit_scale_reproduces_the_image_exactly_padded_and_flipped(colour_data):
+    data_dir, sources = colour_data
+    config = data_config(data_dir, crop_size=97, min_scale=1.0, max_scale=1.0)
+    by_shape = collections.defaultdict(list)
+    for image, label in sources.values():
+        by_shape[image.shape].append((image, label))
+    flips = set()
+    for images, labels in first_batches(config, 6):
+        for image, label in zip(images, labels):
+            rows = int((label != 255).any(1).sum())
+            columns = np.flatnonzero((label != 255).any(0))
+            flipped = columns[0] > 0  # the padding moves to the left when flipped
+            crop = np.s_[:rows, columns[0]:columns[-1] + 1]
+            got_image, got_label = image[crop], label[crop]
+            if flipped:
+                got_image, got_label = got_image[:, ::-1], got_label[:, ::-1]
+            matches = [np.array_equal(got_image, source.astype(np.float32)) and
+                       np.array_equal(got_label, source_label)
+                       for source, source_label in by_shape[got_image.shape]]
+            assert any(matches)
+            assert (label[rows:] == 255).all() and (image[rows:] == np.float32(MEAN_PIXEL)).all()
+            flips.add(bool(flipped))
+    assert flips == {True, False}
+
+
+def test_stream_is_deterministic_in_the_seed(colour_data):
+    config = data_config(colour_data[0], crop_size=33)
+    a, b, c = (first_batches(config, 3, seed=s) for s in (0, 0, 1))
+    assert all(np.array_equal(x[0], y[0]) and np.array_equal(x[1], y[1]) for x, y in zip(a, b))
+    assert not all(np.array_equal(x[0], y[0]) for x, y in zip(a, c))
+
+
+def names_of(dataset):
+    return collections.Counter(ex["file_name"].decode() for ex in tfds.as_numpy(dataset))
+
+
+def test_bootstrapping_repeats_hard_class_images_k_times(synthetic_voc):
+    hard = {name for name in synthetic_voc.splits["train"] if set(np.unique(
+        synthetic.make_scene(0, synthetic_voc.splits["trainval"].index(name))[1])) & set(HARD)}
+    assert 0 < len(hard) < 16  # the synthetic set has both kinds
+    for factor in (1, 3):
+        config = data_config(synthetic_voc.data_dir, bootstrap_classes=HARD,
+                             bootstrap_factor=factor)
+        counts = names_of(pipeline.training_examples(config))
+        assert counts == {name: factor if name in hard else 1
+                          for name in synthetic_voc.splits["train"]}
+
+
+def test_shards_are_disjoint_and_cover_the_split(synthetic_voc):
+    config = data_config(synthetic_voc.data_dir, bootstrap_classes=HARD, bootstrap_factor=2)
+    whole = names_of(pipeline.training_examples(config))
+    shards = [names_of(pipeline.training_examples(config, tf.distribute.InputContext(
+        num_input_pipelines=2, input_pipeline_id=i, num_replicas_in_sync=2))) for i in (0, 1)]
+    assert not set(shards[0]) & set(shards[1])
+    assert shards[0] + shards[1] == whole
+    context = tf.distribute.InputContext(2, 1, 2)
+    images, labels = first_batches(data_config(synthetic_voc.data_dir, crop_size=33), 1,
+                                   batch_size=8, input_context=context)[0]
+    assert images.shape == (4, 33, 33, 3) and labels.shape == (4, 33, 33)
+
+
+@pytest.mark.parametrize("output_stride", [8, 16])
+def test_eval_input_pads_whole_images(synthetic_voc, output_stride):
+    config = data_config(synthetic_voc.data_dir)
+    elements = list(data.eval_input(config, "val", output_stride).as_numpy_iterator())
+    again = [e["file_name"] for e in data.eval_input(config, "val", output_stride)
+             .as_numpy_iterator()]
+    assert [e["file_name"] for e in elements] == again  # deterministic order
+    assert sorted(n.decode() for n in again) == sorted(synthetic_voc.splits["val"])
+    for element in elements:
+        name, height, width = element["file_name"].decode(), element["height"], element["width"]
+        _, padded_h, padded_w, _ = element["image"].shape
+        assert element["label"].shape == (1, padded_h, padded_w)
+        for size, padded in ((height, padded_h), (width, padded_w)):
+            assert (padded - 1) % output_stride == 0 and 0 <= padded - size < output_stride
+        source = os.path.join(synthetic_voc.source_dir, "JPEGImages", name + ".jpg")
+        image = tf.io.decode_jpeg(tf.io.read_file(source)).numpy()
+        np.testing.assert_array_equal(element["image"][0, :height, :width], image)
+        index = synthetic_voc.splits["trainval"].index(name)
+        np.testing.assert_array_equal(element["label"][0, :height, :width],
+                                      synthetic.make_scene(0, index)[1])
+        assert (element["label"][0, height:] == 255).all()
+        assert (element["label"][0, :, width:] == 255).all()
+        assert (element["image"][0, height:] == np.float32(MEAN_PIXEL)).all()
+
+
+def test_class_count_and_split_are_checked(synthetic_voc):
+    with pytest.raises(ValueError, match=r"has 21 classes, but data.num_classes is 19"):
+        data.train_input(data_config(synthetic_voc.data_dir, num_classes=19), 2)
+    with pytest.raises(ValueError, match=r"no split 'train_aug'"):
+        data.train_input(data_config(synthetic_voc.data_dir, train_split="train_aug"), 2)
+    with pytest.raises(FileNotFoundError, match=r"is not built"):
+        data.eval_input(data_config(str(synthetic_voc.source_dir)), "val", 16)
+
+
+def test_nearest_resize_makes_every_image_pixel_match_its_label(colour_data):
+    """With nearest-neighbour images (a test-only option) no pixel may disagree."""
+    from deeplab_tf.data import augment
+    config = data_config(colour_data[0])
+    dataset = tfds.load("synthetic_voc", split="train", data_dir=colour_data[0],
+                        decoders={"image": tfds.decode.SkipDecoding()})
+    for index, example in enumerate(dataset):
+        for scale in (0.5, 0.75, 1.3, 2.0):
+            image, label = augment.train_augment(
+                example["image"], example["label"], tf.constant([7, index], tf.int64), 65,
+                scale, scale, 0.0, True, True, image_method="nearest")
+            image, label = image.numpy(), label.numpy()
+            valid = label != 255
+            nearest = np.argmin(((image[..., None, :] - COLOURS.astype(np.float32)) ** 2)
+                                .sum(-1), -1)
+            np.testing.assert_array_equal(nearest[valid], label[valid])
+            assert (image[~valid] == np.float32(MEAN_PIXEL)).all()
