@@ -13,7 +13,7 @@ default to the config's eval section. Inspect with `saved_model_cli show --dir D
 """
 import os
 
-from absl import app, flags
+from absl import app, flags, logging
 
 flags.DEFINE_string("workdir", None, "Training work dir (config.json, checkpoints/).")
 flags.DEFINE_string("export_dir", None, "Where to write the SavedModel (default WORKDIR/export).")
@@ -48,6 +48,8 @@ def main(argv):
         raise app.UsageError(str(error)) from None
     if len(class_names) != config.model.num_classes:
         class_names = None
+    # TF logs every renamed capture of the traced graph at INFO: thousands of lines.
+    logging.set_verbosity(logging.WARNING)
     metadata = saved_model.export_saved_model(
         model, export_dir, scales=scales, flip=flip, probabilities=FLAGS.probabilities,
         max_pixels=FLAGS.max_pixels or serving.DEFAULT_MAX_PIXELS, class_names=class_names)

@@ -60,7 +60,7 @@ def image_size(encoded):
 
 
 def _decode(index, encoded, max_pixels):
-    """(index, status, HxWx3 uint8 image); raises on undecodable bytes (dropped later)."""
+    """(index, status, HxWx3 uint8 image, its size); raises on undecodable bytes."""
     height, width = image_size(encoded)
     too_large = height * width > max_pixels
 
@@ -74,7 +74,7 @@ def _decode(index, encoded, max_pixels):
 
     status, image = tf.cond(too_large, refuse, decode)
     image = tf.ensure_shape(image, [None, None, 3])
-    return index, status, image
+    return index, status, image, tf.shape(image)[:2]
 
 
 def decode_image(encoded, max_pixels=DEFAULT_MAX_PIXELS):
@@ -101,39 +101,43 @@ def predict_encoded(model, encoded, scales, flip, output_stride, max_pixels, pro
     count = tf.shape(encoded)[0]
     decoded = tf.data.Dataset.from_tensor_slices((tf.range(count), encoded)).map(
         lambda i, e: _decode(i, e, max_pixels)).ignore_errors()
+    # The survivors as one zero-padded batch (+ a sentinel, so the batch is never empty);
+    # the model then runs in an ordinary while loop, not inside tf.data, whose functions
+    # would be re-instantiated (seconds) on every request.
+    sentinel = tf.data.Dataset.from_tensors((tf.constant(-1), tf.constant(-1),
+                                             tf.zeros([1, 1, 3], tf.uint8), tf.ones([2], tf.int32)))
+    index, status, images, image_sizes = decoded.concatenate(sentinel).padded_batch(
+        tf.cast(count, tf.int64) + 1).get_single_element()
+    survivors = tf.shape(index)[0] - 1
 
-    indices = tf.TensorArray(tf.int32, size=0, dynamic_size=True, element_shape=[])
-    statuses = tf.TensorArray(tf.int32, size=0, dynamic_size=True, element_shape=[])
-    sizes = tf.TensorArray(tf.int32, size=0, dynamic_size=True, element_shape=[2])
+    statuses = status[:survivors]
+    sizes = tf.TensorArray(tf.int32, size=survivors, element_shape=[2])
     # Each image's outputs flattened to 1-D: the sizes differ from image to image.
-    labels = tf.TensorArray(tf.int32, size=0, dynamic_size=True, infer_shape=False,
+    labels = tf.TensorArray(tf.int32, size=survivors, infer_shape=False,
                             element_shape=[None])
-    probs = tf.TensorArray(tf.float32, size=0, dynamic_size=True, infer_shape=False,
+    probs = tf.TensorArray(tf.float32, size=survivors, infer_shape=False,
                            element_shape=[None])
     num_classes = model.num_classes
-    position = 0
-    for index, status, image in decoded:
-        if status == STATUS_OK:
+    for position in tf.range(survivors):
+        if statuses[position] == STATUS_OK:
+            image = images[position, :image_sizes[position, 0], :image_sizes[position, 1]]
             p = inference.predict_probabilities(model, image[None], scales, flip,
                                                 output_stride)[0]
             size = tf.shape(p)[:2]
         else:
             p = tf.zeros([0, 0, num_classes])
             size = tf.zeros([2], tf.int32)
-        indices = indices.write(position, index)
-        statuses = statuses.write(position, status)
         sizes = sizes.write(position, size)
         labels = labels.write(position, tf.reshape(
             tf.argmax(p, axis=-1, output_type=tf.int32), [-1]))
         if probabilities:
             probs = probs.write(position, tf.reshape(p, [-1]))
-        position += 1
 
-    done = indices.stack()
+    done = index[:survivors]
     done_sizes = tf.reshape(sizes.stack(), [-1, 2])
     max_size = tf.reduce_max(tf.concat([done_sizes, tf.zeros([1, 2], tf.int32)], 0), 0)
     status_out = tf.tensor_scatter_nd_update(
-        tf.fill([count], STATUS_INVALID), done[:, None], statuses.stack())
+        tf.fill([count], STATUS_INVALID), done[:, None], statuses)
     size_out = tf.tensor_scatter_nd_update(tf.zeros([count, 2], tf.int32), done[:, None],
                                            done_sizes)
 
