@@ -1,0 +1,110 @@
+"""Colormaps and tools.predict: palette PNGs, colour masks, overlays; bad files skipped."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from deeplab_tf import config as config_lib
+from deeplab_tf import visualization
+from deeplab_tf.evaluation import inference
+
+
+def test_voc_palette_matches_the_devkit_colours():
+    palette = visualization.voc_palette()
+    assert palette.shape == (256, 3) and palette.dtype == np.uint8
+    # Colours of the VOC ground-truth PNGs: aeroplane, bicycle, person, tvmonitor, void.
+    assert palette[0].tolist() == [0, 0, 0]
+    assert palette[1].tolist() == [128, 0, 0]
+    assert palette[2].tolist() == [0, 128, 0]
+    assert palette[15].tolist() == [192, 128, 128]
+    assert palette[20].tolist() == [0, 64, 128]
+    assert palette[255].tolist() == [224, 224, 192]
+    assert len({tuple(c) for c in palette}) == 256
+
+
+def test_cityscapes_colours_match_the_official_label_table():
+    from cityscapesscripts.helpers.labels import labels
+    official = {label.trainId: label.color for label in labels if 0 <= label.trainId < 19}
+    palette = visualization.cityscapes_palette()
+    for train_id, colour in official.items():
+        assert tuple(palette[train_id]) == colour
+    names = {label.trainId: label.name for label in labels if 0 <= label.trainId < 19}
+    assert visualization.CITYSCAPES_CLASSES == tuple(names[i] for i in range(19))
+    assert visualization.dataset_info("cityscapes_seg")[0] == visualization.CITYSCAPES_CLASSES
+    with pytest.raises(ValueError, match="no colormap"):
+        visualization.dataset_info("imagenet")
+
+
+def test_label_png_round_trip_and_overlay(tmp_path):
+    label = np.array([[0, 1, 2], [15, 255, 20]], np.uint8)
+    palette = visualization.voc_palette()
+    path = tmp_path / "label.png"
+    visualization.label_png(label, palette).save(path)
+    reread = Image.open(path)
+    assert reread.mode == "P"
+    np.testing.assert_array_equal(np.array(reread), label)
+    np.testing.assert_array_equal(np.array(reread.convert("RGB")),
+                                  visualization.colorize(label, palette))
+    image = np.full((2, 3, 3), 100, np.uint8)
+    blended = visualization.overlay(image, label, palette, alpha=0.5)
+    np.testing.assert_array_equal(blended[1, 1], [100, 100, 100])  # 255: image kept
+    np.testing.assert_array_equal(blended[0, 1], [114, 50, 50])  # half of (128,0,0)+100
+    strip = visualization.batch_side_by_side(image[None], label[None], label[None], palette)
+    assert strip.shape == (1, 2, 9, 3)
+    with pytest.raises(ValueError, match="sizes differ"):
+        visualization.overlay(image[:1], label, palette)
+
+
+def write_workdir(workdir, model, config):
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+        f.write(config_lib.to_json(config))
+    manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=model),
+                                         os.path.join(workdir, "checkpoints"), max_to_keep=1)
+    return manager.save()
+
+
+def test_predict_tool_writes_masks_and_skips_bad_files(tmp_path):
+    config = config_lib.ExperimentConfig(name="test")
+    config.model.depth = 50
+    config.eval.output_stride = 16
+    config.data.dataset = "synthetic_voc"
+    model = config_lib.build_model(config.model)
+    write_workdir(str(tmp_path / "work"), model, config)
+
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    rng = np.random.default_rng(0)
+    photo = rng.integers(0, 256, (21, 30, 3), dtype=np.uint8)
+    Image.fromarray(photo).save(inputs / "photo.png")
+    Image.fromarray(photo[:9, :13, 0]).save(inputs / "gray.png")
+    (inputs / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    (inputs / "notes.txt").write_text("not an image, and not picked from the directory")
+    single = tmp_path / "single.jpg"
+    Image.fromarray(photo[:17, :11]).save(single, quality=95)
+    missing = tmp_path / "missing.png"
+
+    output = tmp_path / "out"
+    process = subprocess.run(
+        [sys.executable, "-m", "tools.predict", f"--workdir={tmp_path / 'work'}",
+         f"--input={inputs},{single},{missing}", f"--output={output}"],
+        capture_output=True, text=True, timeout=300)
+    assert process.returncode == 1, process.stderr[-3000:]  # some files were skipped
+    assert "broken.jpg: skipped" in process.stderr
+    assert "missing.png: skipped" in process.stderr
+    assert "[2/5]" in process.stdout and "done: 3 predicted, 2 skipped" in process.stdout
+
+    predict = inference.make_predict_fn(model)
+    for name, image in (("photo", photo), ("gray", np.dstack([photo[:9, :13, 0]] * 3)),
+                        ("single", tf.io.decode_jpeg(single.read_bytes()).numpy())):
+        labels = np.array(Image.open(output / "labels" / f"{name}.png"))
+        expected = predict(tf.constant(image[None], tf.float32))[0].numpy()[0]
+        np.testing.assert_array_equal(labels, expected)
+        colours = np.array(Image.open(output / "colors" / f"{name}.png"))
+        np.testing.assert_array_equal(colours, visualization.voc_palette()[expected])
+        assert np.array(Image.open(output / "overlays" / f"{name}.png")).shape == image.shape
+    assert sorted(os.listdir(output / "labels")) == ["gray.png", "photo.png", "single.png"]
