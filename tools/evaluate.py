@@ -10,6 +10,7 @@ Writes WORKDIR/eval/results.json, results_<step>.json and .txt (per-class table)
 TensorBoard scalars in WORKDIR/eval.
 """
 import os
+import sys
 
 from absl import app, flags, logging
 
@@ -89,8 +90,11 @@ def main(argv):
     import tensorflow as tf
     from deeplab_tf.evaluation import checkpoints
     if not FLAGS.watch:
-        evaluate_checkpoint(config, checkpoints.resolve_checkpoint(FLAGS.workdir,
-                                                                   FLAGS.checkpoint))
+        try:
+            evaluate_checkpoint(config, checkpoints.resolve_checkpoint(FLAGS.workdir,
+                                                                       FLAGS.checkpoint))
+        except (ValueError, FileNotFoundError) as error:
+            sys.exit(f"tools.evaluate: {error}")
         return
     directory = os.path.join(FLAGS.workdir, checkpoints.CHECKPOINT_DIR)
     for checkpoint in tf.train.checkpoints_iterator(directory, min_interval_secs=10,
@@ -100,6 +104,8 @@ def main(argv):
         except tf.errors.NotFoundError as error:  # deleted by the trainer's max_to_keep
             logging.warning("skipping %s: %s", checkpoint, str(error).splitlines()[0])
             continue
+        except ValueError as error:
+            sys.exit(f"tools.evaluate: {error}")
         if step >= config.train.steps:
             logging.info("evaluated the final step %d; done", config.train.steps)
             return

@@ -12,6 +12,7 @@ default to the config's eval section. Inspect with `saved_model_cli show --dir D
 --tflite also writes DIR/model.tflite: single scale, no flip, [1,S,S,3] uint8 images.
 """
 import os
+import sys
 
 from absl import app, flags, logging
 
@@ -35,8 +36,11 @@ def main(argv):
     from deeplab_tf import evaluation, visualization
     from deeplab_tf.export import saved_model, serving, tflite
 
-    config = evaluation.read_config(FLAGS.workdir)
-    checkpoint = evaluation.resolve_checkpoint(FLAGS.workdir, FLAGS.checkpoint)
+    try:
+        config = evaluation.read_config(FLAGS.workdir)
+        checkpoint = evaluation.resolve_checkpoint(FLAGS.workdir, FLAGS.checkpoint)
+    except FileNotFoundError as error:
+        sys.exit(f"tools.export: {error}")
     export_dir = FLAGS.export_dir or os.path.join(FLAGS.workdir, "export")
     output_stride = FLAGS.output_stride or config.eval.output_stride
     scales = tuple(float(s) for s in FLAGS.scales) if FLAGS.scales else config.eval.scales
@@ -45,7 +49,7 @@ def main(argv):
         model = evaluation.restore_model(config.model, checkpoint, output_stride)
         class_names, _ = visualization.dataset_info(config.data.dataset)
     except ValueError as error:
-        raise app.UsageError(str(error)) from None
+        sys.exit(f"tools.export: {error}")
     if len(class_names) != config.model.num_classes:
         class_names = None
     # TF logs every renamed capture of the traced graph at INFO: thousands of lines.

@@ -54,8 +54,11 @@ def main(argv):
     from deeplab_tf import evaluation, visualization
     from deeplab_tf.export import serving
 
-    config = evaluation.read_config(FLAGS.workdir)
-    checkpoint = evaluation.resolve_checkpoint(FLAGS.workdir, FLAGS.checkpoint)
+    try:
+        config = evaluation.read_config(FLAGS.workdir)
+        checkpoint = evaluation.resolve_checkpoint(FLAGS.workdir, FLAGS.checkpoint)
+    except FileNotFoundError as error:
+        sys.exit(f"tools.predict: {error}")
     output_stride = FLAGS.output_stride or config.eval.output_stride
     scales = tuple(float(s) for s in FLAGS.scales) if FLAGS.scales else config.eval.scales
     flip = config.eval.flip if FLAGS.flip is None else FLAGS.flip
@@ -66,7 +69,7 @@ def main(argv):
     try:
         model = evaluation.restore_model(config.model, checkpoint, output_stride)
     except ValueError as error:
-        raise app.UsageError(str(error)) from None
+        sys.exit(f"tools.predict: {error}")
     predict = evaluation.make_predict_fn(model, scales, flip)
     print(f"{len(files)} images; {checkpoint} at output stride "
           f"{evaluation.model_output_stride(model)}, scales {scales}, flip {flip}", flush=True)
