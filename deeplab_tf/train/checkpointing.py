@@ -58,12 +58,29 @@ def restore_latest(manager):
     return latest
 
 
+def _load_run_weights(model, workdir, prefix):
+    """The model weights of a training run's checkpoint, whatever its output stride.
+
+    Keras 3 keys a model's variables by layer position, and the layer list depends on the
+    output stride (a strided conv2d_same adds a padding layer), so the stage 1 model (OS
+    16) is rebuilt from the run's config.json, restored, and copied by layer name.
+    """
+    from deeplab_tf.evaluation import checkpoints as run_checkpoints
+    if tf.io.gfile.exists(os.path.join(workdir, "config.json")):
+        trained_config = run_checkpoints.read_config(workdir)
+        source = run_checkpoints.restore_model(trained_config.model, prefix)
+        run_checkpoints.copy_weights(source, model)
+    else:  # a bare checkpoint directory: it must be of this very model
+        status = tf.train.Checkpoint(model=model).restore(prefix).expect_partial()
+        status.assert_existing_objects_matched()
+
+
 def load_init_weights(model, path):
     """Initialises the model from `path` before step 0 (config `train.init_checkpoint`).
 
     A work dir (or a directory of tf.train checkpoints) gives the model weights of its
-    latest checkpoint: stage 2 of the protocol starts from stage 1 this way, and any
-    output stride can load them since atrous rates add no weights. Other paths (a TF-slim
+    latest checkpoint: stage 2 of the protocol (OS 8) starts from stage 1 (OS 16) this
+    way; atrous rates add no weights. Other paths (a TF-slim
     ImageNet checkpoint, a .weights.h5) go to `deeplab_tf.modeling.checkpoints`.
     """
     if tf.io.gfile.isdir(path):
@@ -71,8 +88,7 @@ def load_init_weights(model, path):
         if latest is None:
             raise FileNotFoundError(f"train.init_checkpoint={path!r}: a directory without "
                                     f"checkpoints (looked in {checkpoint_dir(path)})")
-        status = tf.train.Checkpoint(model=model).restore(latest).expect_partial()
-        status.assert_existing_objects_matched()
+        _load_run_weights(model, path, latest)
         logging.info("initialised the model from %s", latest)
         return latest
     if not (tf.io.gfile.exists(path) or tf.io.gfile.exists(path + ".index")):

@@ -1,0 +1,204 @@
+"""The training loop on one device: loss, weight decay, schedule, gradients, frozen batch
+norm, TensorBoard events, checkpoints (paper 4.1; tools/train.py)."""
+import glob
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from deeplab_tf import config as config_lib
+from deeplab_tf.data import build, synthetic
+from deeplab_tf.train import checkpointing, loop
+from deeplab_tf.train import loss as loss_lib
+from deeplab_tf.train import schedule as schedule_lib
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synthetic")
+    synthetic.generate(root / "src", seed=0, num_train=12, num_val=4, min_size=40,
+                       max_size=60)
+    build("synthetic_voc", root / "src", root / "tfds")
+    return str(root / "tfds")
+
+
+def smoke(data_dir, *overrides):
+    return config_lib.load_experiment("smoke", [f"data.data_dir={data_dir}", *overrides])
+
+
+def events(logdir):
+    """{tag: {step: value or image count}} from every event file under `logdir`."""
+    found = {}
+    for path in sorted(glob.glob(os.path.join(logdir, "events.out.tfevents.*"))):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                tensor = tf.make_ndarray(value.tensor)
+                plugin = value.metadata.plugin_data.plugin_name
+                found.setdefault(value.tag, {})[event.step] = (
+                    float(tensor) if plugin == "scalars" else tensor)
+    return found
+
+
+def test_cross_entropy_matches_an_independent_computation():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(2, 5, 5, 4)).astype(np.float32)
+    labels = rng.integers(0, 4, size=(2, 17, 17)).astype(np.int32)
+    labels[0, :3] = 255
+    # Independent upsampling: TF1's resize_bilinear with aligned corners.
+    up = tf.compat.v1.image.resize_bilinear(logits, (17, 17), align_corners=True).numpy()
+    log_softmax = up - np.log(np.exp(up).sum(-1, keepdims=True))
+    valid = labels != 255
+    expected = -np.mean(np.take_along_axis(
+        log_softmax, np.where(valid, labels, 0)[..., None], -1)[..., 0][valid])
+    got = loss_lib.cross_entropy(tf.constant(logits), tf.constant(labels)).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
+def test_label_downsampling_picks_the_aligned_pixels():
+    labels = np.arange(2 * 17 * 17).reshape(2, 17, 17).astype(np.int32)
+    got = loss_lib.downsample_labels(tf.constant(labels), (5, 5)).numpy()
+    np.testing.assert_array_equal(got, labels[:, ::4, ::4])
+
+
+def test_poly_learning_rate():
+    schedule = schedule_lib.poly_schedule(0.007, 30000)
+    step = tf.Variable(0, dtype=tf.int64)
+    rate = schedule_lib.learning_rate_fn(schedule, step)
+    assert float(rate()) == pytest.approx(0.007)
+    step.assign(15000)
+    assert float(rate()) == pytest.approx(0.007 * 0.5 ** 0.9, rel=1e-6)
+    step.assign(30000)
+    assert float(rate()) == 0.0
+
+
+def test_weight_decay_is_slim_l2_on_conv_kernels_only(data_dir):
+    trainer = loop.Trainer(smoke(data_dir), "/dev/null/unused" if False else
+                           os.path.join(data_dir, "..", "wd"))
+    model = trainer.model
+    kernels = [w for w in model.weights if w.path.endswith("/kernel")]
+    conv_layers = [l for l in model.layers if l.__class__.__name__ == "Conv2D"]
+    assert len(trainer.kernels) == len(conv_layers) == len(kernels)
+    expected = 0.5 * 1e-4 * sum(float(np.sum(np.square(k.numpy()))) for k in kernels)
+    got = float(loss_lib.weight_decay(trainer.kernels, 1e-4))
+    assert got == pytest.approx(expected, rel=1e-5)
+    assert not any("gamma" in k.path or "beta" in k.path or "bias" in k.path
+                   for k in trainer.kernels)
+
+
+def test_one_step_gives_every_trainable_weight_a_finite_gradient(data_dir, tmp_path):
+    trainer = loop.Trainer(smoke(data_dir), str(tmp_path))
+    images, labels = next(trainer.iterator)
+    valid = tf.reduce_sum(tf.cast(labels != 255, tf.float32))
+    gradients, metrics = trainer.forward_backward(images, labels, valid)
+    assert len(gradients) == len(trainer.model.trainable_variables) > 150
+    for variable, gradient in zip(trainer.trainable, gradients):
+        assert gradient is not None, variable.path
+        assert np.all(np.isfinite(gradient.numpy())), variable.path
+        assert np.any(gradient.numpy() != 0), variable.path
+    assert np.isfinite(float(metrics["cross_entropy"]))
+    assert float(metrics["confusion"].numpy().sum()) == float(valid)
+
+
+def test_frozen_batch_norm_keeps_statistics_and_gamma(data_dir, tmp_path):
+    trainer = loop.Trainer(smoke(data_dir, "train.freeze_batch_norm=True"), str(tmp_path))
+    bn = trainer.model.get_layer("block1_unit_1_conv1_bn")
+    assert not any(v.path.startswith(bn.name + "/") for v in trainer.trainable)
+    before = [w.numpy().copy() for w in bn.weights]
+    kernel = trainer.model.get_layer("block1_unit_1_conv1").kernel.numpy().copy()
+    trainer._step_fn()(trainer.iterator)
+    for old, new in zip(before, bn.weights):
+        np.testing.assert_array_equal(old, new.numpy())
+    assert np.any(kernel != trainer.model.get_layer("block1_unit_1_conv1").kernel.numpy())
+
+
+def test_training_writes_summaries_checkpoints_and_config(data_dir, tmp_path):
+    workdir = str(tmp_path / "run")
+    config = smoke(data_dir)
+    metrics = loop.train(config, workdir)
+    assert np.isfinite(metrics["loss"])
+    found = events(os.path.join(workdir, "train"))
+    for tag in ("loss", "cross_entropy", "weight_decay", "learning_rate", "pixel_accuracy",
+                "mean_iou", "step_time", "examples_per_second"):
+        assert sorted(found[tag]) == [1, 2, 3, 4], tag
+    schedule = schedule_lib.poly_schedule(0.01, 4)
+    for step, value in found["learning_rate"].items():
+        assert value == pytest.approx(float(schedule(step - 1)), rel=1e-6)
+    for step in (1, 2, 3, 4):
+        total = found["cross_entropy"][step] + found["weight_decay"][step]
+        assert found["loss"][step] == pytest.approx(total, rel=1e-6)
+        assert 0.0 <= found["mean_iou"][step] <= found["pixel_accuracy"][step] <= 1.0
+    for tag in ("image", "ground_truth", "prediction"):
+        assert sorted(found[tag]) == [2, 4], tag
+        # An image summary is [width, height, PNG]: decode and check the crop size.
+        png = tf.io.decode_png(found[tag][4][2]).numpy()
+        assert png.shape == (33, 33, 3), tag
+    manager_dir = checkpointing.checkpoint_dir(workdir)
+    assert tf.train.latest_checkpoint(manager_dir).endswith("ckpt-4")
+    reader = tf.train.load_checkpoint(manager_dir)
+    assert reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == 4
+    names = [name for name, _ in tf.train.list_variables(manager_dir)]
+    assert any(name.startswith("iterator") for name in names)
+    saved = config_lib.from_json(open(os.path.join(workdir, "config.json")).read())
+    assert saved == config
+
+
+def test_a_half_written_checkpoint_is_never_the_latest(data_dir, tmp_path):
+    workdir = str(tmp_path / "run")
+    loop.train(smoke(data_dir, "train.steps=2"), workdir)
+    directory = checkpointing.checkpoint_dir(workdir)
+    # What a save killed mid-way leaves: temp shards and a data file without the index.
+    os.makedirs(os.path.join(directory, "ckpt-3_temp"))
+    open(os.path.join(directory, "ckpt-3_temp", "part-00000-of-00001.data-00000-of-00001"),
+         "wb").write(b"partial")
+    open(os.path.join(directory, "ckpt-3.data-00000-of-00001"), "wb").write(b"partial")
+    assert checkpointing.latest_checkpoint(workdir).endswith("ckpt-2")
+    trainer = loop.Trainer(smoke(data_dir, "train.steps=3"), workdir)
+    assert trainer.restore() == 2
+
+
+def test_stage_two_starts_from_stage_one_weights_at_another_output_stride(data_dir,
+                                                                            tmp_path):
+    stage1 = str(tmp_path / "stage1")
+    loop.train(smoke(data_dir, "train.steps=1"), stage1)
+    trainer = loop.Trainer(smoke(data_dir, "model.output_stride=8",
+                                 "train.freeze_batch_norm=True",
+                                 f"train.init_checkpoint={stage1}"), str(tmp_path / "stage2"))
+    assert trainer.restore() == 0
+    # Independently: the stage 1 model at its own output stride, restored directly.
+    stage1_model = config_lib.build_model(smoke(data_dir).model)
+    tf.train.Checkpoint(model=stage1_model).restore(
+        checkpointing.latest_checkpoint(stage1)).expect_partial()
+    weighted = [layer for layer in stage1_model.layers if layer.weights]
+    assert len(weighted) > 100
+    for layer in weighted:
+        for saved, loaded in zip(layer.get_weights(),
+                                 trainer.model.get_layer(layer.name).get_weights()):
+            np.testing.assert_array_equal(saved, loaded, err_msg=layer.name)
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data_dir, tmp_path):
+    workdir = str(tmp_path / "run")
+    config = smoke(data_dir, "train.base_learning_rate=1e30", "train.steps=6",
+                   "train.checkpoint_every=1")
+    with pytest.raises(loop.NonFiniteLossError, match="non-finite") as error:
+        loop.train(config, workdir)
+    latest = checkpointing.latest_checkpoint(workdir)
+    assert latest is not None and str(latest) in str(error.value)
+    failed_at = int(str(error.value).split(" at step ")[1].split()[0])
+    assert checkpointing.checkpoint_step(latest) == failed_at - 1
+
+
+def test_flags_flagfile_and_unknown_override(tmp_path):
+    flagfile = tmp_path / "run.flags"
+    flagfile.write_text(f"--experiment=smoke\n--workdir={tmp_path / 'w'}\n"
+                        "--set=train.no_such_field=1\n")
+    result = subprocess.run([sys.executable, "-m", "tools.train", f"--flagfile={flagfile}"],
+                            cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert "unknown field 'no_such_field'" in result.stderr
+    assert not (tmp_path / "w").exists()
