@@ -39,8 +39,11 @@ def traced_model(model):
     """
     function = _TRACED_MODELS.get(model)
     if function is None:
+        # A weak reference: the cached function must not keep its model alive (tools that
+        # evaluate checkpoint after checkpoint build a new model each time).
+        model_ref = weakref.ref(model)
         function = tf.function(
-            lambda images: model(images, training=False),
+            lambda images: model_ref()(images, training=False),
             input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
         _TRACED_MODELS[model] = function
     return function
