@@ -6,10 +6,13 @@
 Without --data_dir it generates --num_images scenes of 375-500 pixel sides (VOC images
 are about 500x375), builds them as `synthetic_voc` in a temporary directory and times
 `train_input` at --crop_size. It prints one JSON line per run: examples/s with every core
-(and that divided by the core count) and with one thread (the per-core figure).
+(and that divided by the core count) and with one thread (the per-core figure), and the
+same per CPU-second of this process (robust when other jobs share the cores). By default
+it re-runs itself under `pipeline.MALLOC_TUNABLES`; --nomalloc_tuning measures without.
 """
 import json
 import os
+import sys
 import tempfile
 import time
 
@@ -19,7 +22,7 @@ import tensorflow as tf
 
 from deeplab_tf import config as config_lib
 from deeplab_tf import data
-from deeplab_tf.data import synthetic
+from deeplab_tf.data import pipeline, synthetic
 
 flags.DEFINE_string("dataset", "synthetic_voc", "Builder to read.")
 flags.DEFINE_string("data_dir", None, "TFDS data_dir holding --dataset; none: generate.")
@@ -29,6 +32,8 @@ flags.DEFINE_integer("jpeg_quality", 90, "JPEG quality of the generated images."
 flags.DEFINE_integer("crop_size", 513, "Training crop.")
 flags.DEFINE_integer("batch_size", 16, "Batch size.")
 flags.DEFINE_integer("batches", 40, "Timed batches per run (after 5 warm-up batches).")
+flags.DEFINE_bool("malloc_tuning", True, "Re-run this process with GLIBC_TUNABLES set to "
+                  "deeplab_tf.data.pipeline.MALLOC_TUNABLES (huge pages, no per-batch mmap).")
 flags.DEFINE_integer("repeats", 3, "Timed runs per setting; best and spread are printed.")
 FLAGS = flags.FLAGS
 
@@ -66,6 +71,9 @@ def examples_per_second(data_config, threads):
 
 def main(argv):
     del argv
+    if FLAGS.malloc_tuning and os.environ.get("GLIBC_TUNABLES") != pipeline.MALLOC_TUNABLES:
+        os.execve(sys.executable, [sys.executable, "-m", "tools.benchmark_input"] +
+                  sys.argv[1:], dict(os.environ, GLIBC_TUNABLES=pipeline.MALLOC_TUNABLES))
     with tempfile.TemporaryDirectory() as directory:
         data_config = config_lib.DataConfig(dataset=FLAGS.dataset, train_split=FLAGS.split,
                                             crop_size=FLAGS.crop_size)
@@ -88,7 +96,8 @@ def main(argv):
                 "examples_per_s_runs": [round(r, 1) for r in rates],
                 "per_core_best": round(max(rates) / (threads or cores), 1),
                 "examples_per_cpu_s_runs": [round(r, 1) for r in cpu_rates],
-                "mean_jpeg_bytes": mean_jpeg_bytes}), flush=True)
+                "mean_jpeg_bytes": mean_jpeg_bytes,
+                "glibc_tunables": os.environ.get("GLIBC_TUNABLES")}), flush=True)
 
 
 if __name__ == "__main__":
