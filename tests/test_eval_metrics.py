@@ -128,7 +128,8 @@ def test_miou_equals_official_cityscapes_script(tmp_path):
     script = ("from cityscapesscripts.evaluation import evalPixelLevelSemanticLabeling as ev\n"
               "ev.args.evalInstLevelScore = False\n"
               "ev.main()\n")
-    process = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    process = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                             text=True, timeout=300)
     assert process.returncode == 0, process.stdout[-2000:] + process.stderr[-2000:]
     official = json.loads((export / "resultPixelLevelSemanticLabeling.json").read_text())
 
