@@ -7,9 +7,12 @@ Without --data_dir it generates --num_images scenes of 375-500 pixel sides (VOC 
 are about 500x375), builds them as `synthetic_voc` in a temporary directory and times
 `train_input` at --crop_size. It prints one JSON line per run: examples/s with every core
 (and that divided by the core count) and with one thread (the per-core figure), and the
-same per CPU-second of this process (robust when other jobs share the cores). By default
+same per CPU-second of this process (robust when other jobs share the cores), for
+`train_input` and for a straightforward decode-resize-pad-crop-flip pipeline run in the
+same conditions as the reference. By default
 it re-runs itself under `pipeline.MALLOC_TUNABLES`; --nomalloc_tuning measures without.
 """
+import itertools
 import json
 import os
 import sys
@@ -23,6 +26,7 @@ import tensorflow as tf
 from deeplab_tf import config as config_lib
 from deeplab_tf import data
 from deeplab_tf.data import pipeline, synthetic
+from deeplab_tf.modeling import MEAN_PIXEL
 
 flags.DEFINE_string("dataset", "synthetic_voc", "Builder to read.")
 flags.DEFINE_string("data_dir", None, "TFDS data_dir holding --dataset; none: generate.")
@@ -51,8 +55,34 @@ def generate(directory, num_images, jpeg_quality):
     return os.path.join(directory, "tfds"), float(np.mean(sizes))
 
 
-def examples_per_second(data_config, threads):
-    dataset = data.train_input(data_config, FLAGS.batch_size, seed=0)
+def straightforward_input(data_config, batch_size):
+    """The reference point: decode, resize the whole image, pad, crop, flip (float32)."""
+    crop = data_config.crop_size
+    mean = tf.constant(MEAN_PIXEL, tf.float32)
+
+    def augment(example):
+        image = tf.cast(tf.io.decode_jpeg(example["image"], channels=3), tf.float32)
+        label = tf.cast(example["label"], tf.float32)
+        scale = tf.random.uniform([], data_config.min_scale, data_config.max_scale)
+        size = tf.cast(tf.cast(tf.shape(image)[:2], tf.float32) * scale, tf.int32)
+        image = tf.image.resize(image, size)
+        label = tf.image.resize(label, size, method="nearest")
+        padded = tf.maximum(size, crop)
+        image = tf.image.pad_to_bounding_box(image - mean, 0, 0, padded[0], padded[1]) + mean
+        label = tf.image.pad_to_bounding_box(label - 255, 0, 0, padded[0], padded[1]) + 255
+        both = tf.image.random_crop(tf.concat([image, label], -1), [crop, crop, 4])
+        both = tf.image.random_flip_left_right(both)
+        return both[..., :3], tf.cast(both[..., 3], tf.int32)
+
+    dataset = pipeline.training_examples(data_config).shuffle(
+        data_config.shuffle_buffer).repeat()
+    return dataset.map(augment, num_parallel_calls=tf.data.AUTOTUNE).batch(
+        batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+
+def examples_per_second(data_config, threads, baseline=False):
+    dataset = (straightforward_input if baseline else data.train_input)(
+        data_config, FLAGS.batch_size)
     if threads:
         options = tf.data.Options()
         options.threading.private_threadpool_size = threads
@@ -86,10 +116,12 @@ def main(argv):
             data_config.data_dir, mean_jpeg_bytes = generate(
                 directory, FLAGS.num_images, FLAGS.jpeg_quality)
         cores = os.cpu_count()
-        for threads in (0, 1):
-            runs = [examples_per_second(data_config, threads) for _ in range(FLAGS.repeats)]
+        for threads, baseline in itertools.product((0, 1), (False, True)):
+            runs = [examples_per_second(data_config, threads, baseline)
+                    for _ in range(FLAGS.repeats)]
             rates, cpu_rates = [r[0] for r in runs], [r[1] for r in runs]
             print(json.dumps({
+                "pipeline": "straightforward" if baseline else "train_input",
                 "dataset": FLAGS.dataset, "crop_size": FLAGS.crop_size,
                 "threads": threads or cores, "cores": cores,
                 "examples_per_s_best": round(max(rates), 1),

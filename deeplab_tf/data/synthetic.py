@@ -119,7 +119,8 @@ def write_voc_layout(output_dir, scenes, splits, jpeg_quality=95, chroma_subsamp
         Image.fromarray(image).save(os.path.join(output_dir, "JPEGImages", name + ".jpg"),
                                     quality=jpeg_quality,
                                     subsampling=chroma_subsampling)
-        visualization.label_png(label, palette).save(os.path.join(output_dir, "SegmentationClass", name + ".png"))
+        visualization.label_png(label, palette).save(
+            os.path.join(output_dir, "SegmentationClass", name + ".png"))
     for split, names in splits.items():
         with open(os.path.join(output_dir, "ImageSets", "Segmentation", split + ".txt"),
                   "w") as f:
