@@ -1,0 +1,115 @@
+"""The benchmark tool runs on a tiny setting and prints well-formed JSON (no timing asserts)."""
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from deeplab_tf import benchmarking
+from deeplab_tf import modeling
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ["--depth=50", "--output_stride=32", "--crop_size=33", "--batch_size=1",
+        "--steps=1", "--warmup=1"]
+COMMON_KEYS = {"impl", "backend", "device", "mode", "precision", "xla", "depth",
+               "output_stride", "batch_size", "crop_size", "num_params", "trainable_params",
+               "peak_memory_gib", "peak_memory_kind", "gflops_forward_per_image",
+               "gflops_method", "achieved_tflops", "peak_tflops", "mfu"}
+
+# Runs the tool with TensorFlow made unimportable, as on the GPU machine which has none.
+# (A finder that refuses it, not sys.modules["tensorflow"] = None: Keras takes a name in
+# sys.modules to mean that TensorFlow is loaded.)
+NO_TENSORFLOW = (
+    "import runpy, sys\n"
+    "class NoTensorFlow:\n"
+    "    def find_spec(self, name, path=None, target=None):\n"
+    "        if name.split('.')[0] == 'tensorflow':\n"
+    "            raise ImportError('no tensorflow on this machine')\n"
+    "sys.meta_path.insert(0, NoTensorFlow())\n"
+    "sys.argv = ['benchmark'] + sys.argv[1:]\n"
+    "runpy.run_module('tools.benchmark', run_name='__main__')\n")
+
+
+def _run(args, backend, block_tensorflow=False):
+    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2")
+    command = ([sys.executable, "-c", NO_TENSORFLOW] if block_tensorflow
+               else [sys.executable, "-m", "tools.benchmark"])
+    done = subprocess.run(command + args, cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    assert len(lines) == 1, done.stdout
+    return json.loads(lines[0])
+
+
+def _check(result, backend, mode):
+    assert COMMON_KEYS <= set(result)
+    assert result["backend"] == backend and result["mode"] == mode
+    assert result["device"] == "cpu" and result["mfu"] is None
+    assert result["peak_memory_kind"] == "host peak RSS of the process"
+    assert result["peak_memory_gib"] > 0
+    assert result["trainable_params"] == 39_048_533  # ResNet-50, SPEC.md
+    if mode == "train":
+        assert result["images_per_s"] > 0
+    else:
+        assert 0 < result["ms_min"] <= result["ms_median"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["train", "infer"])
+def test_tool_prints_json_on_tensorflow(mode):
+    result = _run([f"--mode={mode}"] + TINY, "tensorflow")
+    _check(result, "tensorflow", mode)
+    assert result["xla"] is False
+
+
+@pytest.mark.jax
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["train", "infer"])
+def test_tool_prints_json_on_jax_without_tensorflow(mode):
+    result = _run([f"--mode={mode}", "--precision=bf16"] + TINY, "jax",
+                  block_tensorflow=True)
+    _check(result, "jax", mode)
+    assert result["precision"] == "bf16" and result["xla"] is True
+
+
+def test_conv_flops_of_one_layer():
+    image = keras.Input((17, 17, 3))
+    model = keras.Model(image, keras.layers.Conv2D(8, 3, strides=2, padding="same",
+                                                   dilation_rate=1)(image))
+    assert benchmarking.conv_flops_per_image(model) == 2 * 9 * 9 * (3 * 3 * 3) * 8
+
+
+def test_conv_flops_of_resnet101_os16_near_torchvision_count():
+    # SPEC.md: torch's FlopCounterMode gives about 143 GFLOPs for torchvision's model at
+    # OS 16, 513x513, whose head has one more 3x3 conv (1.3 GFLOPs) and no image pooling.
+    flops = benchmarking.conv_flops_per_image(benchmarking.build_model(101, 16, 513))
+    assert 130e9 < flops < 143e9
+
+
+def test_conv_flops_need_static_shapes():
+    with pytest.raises(ValueError, match="static"):
+        benchmarking.conv_flops_per_image(modeling.deeplabv3(depth=50))
+
+
+def test_softmax_cross_entropy_ignores_255():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(2, 4, 5, 3)).astype(np.float32)
+    labels = rng.integers(0, 3, (2, 4, 5)).astype(np.int32)
+    labels[0, :2] = 255
+    log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    valid = labels != 255
+    expected = -np.take_along_axis(log_probs, np.where(valid, labels, 0)[..., None],
+                                   -1)[..., 0][valid].mean()
+    actual = benchmarking.softmax_cross_entropy(labels, logits)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(actual), expected, rtol=1e-5)
+
+
+def test_measure_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="mode"):
+        benchmarking.measure("serve")
+    with pytest.raises(ValueError, match="precision"):
+        benchmarking.set_precision("fp8")
