@@ -109,14 +109,19 @@ class Trainer:
         self.kernels = loss_lib.conv_kernels(self.model)
         self._dataset_fn = dataset_fn or default_dataset_fn(config)
         self.iterator = None
-        if not self.is_async:  # the iterator is part of the checkpoint
+        # A plain tf.data iterator goes into the checkpoint; distributed iterators are
+        # not trackable, so those streams are re-seeded from the restored step instead.
+        self._iterator_in_checkpoint = not self.is_async and not isinstance(
+            self.strategy, (tf.distribute.MirroredStrategy,
+                            tf.distribute.MultiWorkerMirroredStrategy))
+        if self._iterator_in_checkpoint:
             self._make_input(self._dataset_fn)
         directory = checkpointing.checkpoint_dir(workdir)
         if not self.is_chief:  # multi_worker: every worker saves; others keep a copy aside
             directory = os.path.join(workdir, "replicas", f"worker_{task_index}")
         self.manager = checkpointing.make_manager(
             directory, self.model, self.optimizer, self.step,
-            None if self.is_async else self.iterator,
+            self.iterator if self._iterator_in_checkpoint else None,
             max_to_keep=train.max_checkpoints if self.is_chief else 1)
         self.summaries = summaries_lib.TrainSummaries(
             os.path.join(workdir, "train"), config.data.dataset, config.model.num_classes,
@@ -137,11 +142,17 @@ class Trainer:
             self.coordinator = tf.distribute.coordinator.ClusterCoordinator(self.strategy)
             self.iterator = iter(self.coordinator.create_per_worker_dataset(
                 self._per_worker_dataset_fn(dataset_fn)))
-        elif isinstance(self.strategy, (tf.distribute.MirroredStrategy,
-                                        tf.distribute.MultiWorkerMirroredStrategy)):
-            self.iterator = iter(self.strategy.distribute_datasets_from_function(dataset_fn))
+        elif not self._iterator_in_checkpoint:
+            seed = self._restart_seed()
+            self.iterator = iter(self.strategy.distribute_datasets_from_function(
+                lambda context: dataset_fn(context, seed=seed)))
         else:
             self.iterator = iter(dataset_fn(None))
+
+    def _restart_seed(self):
+        """The data seed of a stream that is not checkpointed: a restarted job draws a new
+        stream rather than replaying the first batches of the previous one."""
+        return self.config.train.seed + 7919 * int(self.step.numpy())
 
     def _per_worker_dataset_fn(self, dataset_fn):
         """Distinct data streams for the parameter-server workers.
@@ -158,7 +169,7 @@ class Trainer:
         with self.strategy.scope():
             self._worker_counter = tf.Variable(0, dtype=tf.int64, trainable=False,
                                                name="worker_dataset_counter")
-        base_seed = self.config.train.seed + 7919 * int(self.step.numpy())
+        base_seed = self._restart_seed()
 
         def per_worker_dataset_fn():
             choice = self._worker_counter.assign_add(1) - 1
@@ -244,7 +255,7 @@ class Trainer:
         """Trains to train.steps; returns the metrics of the last step."""
         train = self.config.train
         start = self.restore()
-        if self.is_async:  # the workers' data streams depend on the restored step
+        if not self._iterator_in_checkpoint:  # the streams depend on the restored step
             self._make_input(self._dataset_fn)
         if start >= train.steps:
             logging.info("step %d: already at train.steps=%d", start, train.steps)
