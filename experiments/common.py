@@ -20,3 +20,58 @@ def synthetic(crop_size=129):
     config.data.crop_size = crop_size
     config.data.shuffle_buffer = 256
     return config
+
+
+def eval_at(config, output_stride, scales=(1.0,), flip=False):
+    """Evaluation settings of a paper row: output stride, multi-scale inputs, flips."""
+    config.eval.output_stride = output_stride
+    config.eval.scales = tuple(scales)
+    config.eval.flip = flip
+    return config
+
+
+MULTI_SCALE = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)  # paper 4.2, Table 4 / 6 "MS"
+
+
+def cascade(depth=50, extra_blocks=3, multi_grid=(1, 1, 1), output_stride=16):
+    """Section 4.2 models: blocks 5-7 cascaded after block4, logits right on top (no ASPP),
+    trained like stage 1 and evaluated single-scale at the training output stride."""
+    config = voc_stage1()
+    config.model.head = "cascade"
+    config.model.depth = depth
+    config.model.extra_blocks = extra_blocks
+    config.model.multi_grid = tuple(multi_grid)
+    config.model.output_stride = output_stride
+    return eval_at(config, output_stride)
+
+
+def aspp_stage1(multi_grid=(1, 2, 4), aspp_rates=(6, 12, 18), image_pooling=True):
+    """Section 4.3 models: ResNet-101 + ASPP, stage 1 protocol, evaluated at OS 16."""
+    config = voc_stage1()
+    config.model.multi_grid = tuple(multi_grid)
+    config.model.aspp_rates = tuple(aspp_rates)
+    config.model.image_pooling = image_pooling
+    return eval_at(config, 16)
+
+
+def frozen_batch_norm_stage(config, init_checkpoint, base_learning_rate):
+    """Stage 2 of paper 4.1: BN frozen, OS 8, from an earlier run's weights."""
+    config.model.output_stride = 8
+    config.train.freeze_batch_norm = True
+    config.train.base_learning_rate = base_learning_rate
+    config.train.init_checkpoint = init_checkpoint
+    return eval_at(config, 8)
+
+
+def cityscapes(crop_size=769, steps=90000):
+    """Appendix C: Cityscapes fine, 19 classes, crop 769, 90K steps, whole-image eval."""
+    config = config_lib.ExperimentConfig()
+    config.model.num_classes = 19
+    config.data.dataset = "cityscapes_seg"
+    config.data.num_classes = 19
+    config.data.train_split = "train"
+    config.data.eval_split = "val"
+    config.data.crop_size = crop_size
+    config.train.steps = steps
+    config.eval.split = "val"
+    return config

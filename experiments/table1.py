@@ -1,0 +1,17 @@
+"""Table 1: ResNet-50 with block7 (three cascaded blocks), output stride 8 ... 256.
+
+    python -m tools.train --experiment=table1 --workdir=runs/table1_os8
+    python -m tools.train --experiment=table1 --workdir=runs/table1_os16 \
+        --set model.output_stride=16 --set eval.output_stride=16
+    ... OS 32, 64, 128 likewise; OS 256 = no atrous convolution at all:
+        --set model.output_stride=None --set eval.output_stride=None
+
+Paper (VOC 2012 val mIoU, single scale): OS 8: 75.18 ... OS 256: 20.29 (both stated in
+the text). The other cells, from the paper's table (recalled; the seed text lacks the
+table body): OS 16 73.88, OS 32 70.06, OS 64 59.99, OS 128 42.34.
+"""
+from experiments import common
+
+
+def get_config():
+    return common.cascade(depth=50, extra_blocks=3, multi_grid=(1, 1, 1), output_stride=8)

@@ -1,0 +1,19 @@
+"""VOC fine-tuning after COCO pre-training (paper 4.3): the stage 1 protocol with base
+learning rate 0.0001, from coco_pretrain's weights.
+
+    python -m tools.train --experiment=voc_finetune_from_coco \
+        --workdir=runs/voc_finetune_from_coco --set train.init_checkpoint=runs/coco_pretrain
+    python -m tools.evaluate --experiment=voc_finetune_from_coco \
+        --workdir=runs/voc_finetune_from_coco
+
+Paper (text, Table 6): 82.7 VOC val mIoU at OS 8 with multi-scale inputs and flips (the
+evaluation below is configured that way).
+"""
+from experiments import common
+
+
+def get_config():
+    config = common.voc_stage1()
+    config.train.base_learning_rate = 0.0001
+    config.train.init_checkpoint = "runs/coco_pretrain"
+    return common.eval_at(config, 8, scales=common.MULTI_SCALE, flip=True)
