@@ -1,4 +1,5 @@
 """Colormaps and tools.predict: palette PNGs, colour masks, overlays; bad files skipped."""
+import io
 import os
 import subprocess
 import sys
@@ -108,3 +109,18 @@ def test_predict_tool_writes_masks_and_skips_bad_files(tmp_path):
         np.testing.assert_array_equal(colours, visualization.voc_palette()[expected])
         assert np.array(Image.open(output / "overlays" / f"{name}.png")).shape == image.shape
     assert sorted(os.listdir(output / "labels")) == ["gray.png", "photo.png", "single.png"]
+
+
+def test_decode_image_names_each_problem():
+    from deeplab_tf.export import serving
+    rgb = np.arange(5 * 7 * 3, dtype=np.uint8).reshape(5, 7, 3)
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="PNG")
+    encoded = buffer.getvalue()
+    np.testing.assert_array_equal(serving.decode_image(encoded), rgb)
+    with pytest.raises(ValueError, match="not a JPEG or PNG image"):
+        serving.decode_image(b"GIF89a" + bytes(40))
+    with pytest.raises(ValueError, match="5x7 pixels is more than max_pixels=34"):
+        serving.decode_image(encoded, max_pixels=34)
+    with pytest.raises(ValueError, match="corrupt image data"):
+        serving.decode_image(encoded[:40])  # header intact, pixel data cut off
