@@ -62,7 +62,7 @@ def straightforward_input(data_config, batch_size):
 
     def augment(example):
         image = tf.cast(tf.io.decode_jpeg(example["image"], channels=3), tf.float32)
-        label = tf.cast(example["label"], tf.float32)
+        label = tf.cast(tf.io.decode_png(example["label"], channels=1), tf.float32)
         scale = tf.random.uniform([], data_config.min_scale, data_config.max_scale)
         size = tf.cast(tf.cast(tf.shape(image)[:2], tf.float32) * scale, tf.int32)
         image = tf.image.resize(image, size)
