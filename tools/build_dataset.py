@@ -25,9 +25,7 @@ def main(argv):
     if not FLAGS.dataset or not FLAGS.manual_dir:
         raise app.UsageError("--dataset and --manual_dir are required (or --list)")
     builder = data.build(FLAGS.dataset, FLAGS.manual_dir, FLAGS.data_dir)
-    splits = ", ".join(f"{name} {info.num_examples}"
-                       for name, info in sorted(builder.info.splits.items()))
-    print(f"built {builder.name} in {builder.data_dir}: {splits}")
+    print(f"built {builder.name} in {builder.data_dir}: {data.count_report(builder)}")
 
 
 if __name__ == "__main__":

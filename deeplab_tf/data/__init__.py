@@ -3,7 +3,7 @@
 Importing this package registers the builders `pascal_voc_seg`, `synthetic_voc`,
 `cityscapes_seg` and `coco_voc_seg` with TFDS.
 """
-from deeplab_tf.data.build import BUILDERS, build
+from deeplab_tf.data.build import BUILDERS, build, count_report
 from deeplab_tf.data.cityscapes import CityscapesSeg
 from deeplab_tf.data.coco import CocoVocSeg
 from deeplab_tf.data.pipeline import eval_input, train_input
