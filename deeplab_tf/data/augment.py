@@ -90,8 +90,8 @@ def train_augment(image_bytes, label, seed, crop_size, min_scale, max_scale, sca
     seeds = tf.random.experimental.stateless_split(seed, 4)
     height, width = tf.shape(label)[0], tf.shape(label)[1]
     scale = random_scale(seeds[0], min_scale, max_scale, scale_step)
-    scaled_h = tf.cast(tf.cast(height, tf.float32) * scale, tf.int32)
-    scaled_w = tf.cast(tf.cast(width, tf.float32) * scale, tf.int32)
+    scaled_h = tf.maximum(tf.cast(tf.cast(height, tf.float32) * scale, tf.int32), 1)
+    scaled_w = tf.maximum(tf.cast(tf.cast(width, tf.float32) * scale, tf.int32), 1)
     y = _axis(scaled_h, crop_size, height, seeds[1])
     x = _axis(scaled_w, crop_size, width, seeds[2])
     flipped = tf.random.stateless_uniform([], seeds[3]) < 0.5 if flip else tf.constant(False)

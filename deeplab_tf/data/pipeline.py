@@ -31,6 +31,9 @@ def load_builder(data_config):
             f"dataset {data_config.dataset!r} is not built in {builder.data_dir}; run "
             f"python -m tools.build_dataset --dataset={data_config.dataset} "
             f"--manual_dir=DIR --data_dir={data_config.data_dir or 'DIR'}")
+    if data_config.ignore_label != augment.IGNORE_LABEL:
+        raise ValueError(f"data.ignore_label is {data_config.ignore_label}, but the builders "
+                         f"store the ignore label as {augment.IGNORE_LABEL}")
     num_classes = builder.info.features["classes"].feature.num_classes
     if num_classes != data_config.num_classes:
         raise ValueError(f"dataset {data_config.dataset!r} ({builder.data_dir}) has "
