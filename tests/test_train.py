@@ -76,9 +76,8 @@ def test_poly_learning_rate():
     assert float(rate()) == 0.0
 
 
-def test_weight_decay_is_slim_l2_on_conv_kernels_only(data_dir):
-    trainer = loop.Trainer(smoke(data_dir), "/dev/null/unused" if False else
-                           os.path.join(data_dir, "..", "wd"))
+def test_weight_decay_is_slim_l2_on_conv_kernels_only(data_dir, tmp_path):
+    trainer = loop.Trainer(smoke(data_dir), str(tmp_path))
     model = trainer.model
     kernels = [w for w in model.weights if w.path.endswith("/kernel")]
     conv_layers = [l for l in model.layers if l.__class__.__name__ == "Conv2D"]
