@@ -8,8 +8,13 @@
 A ResNet-50 DeepLabv3 (ASPP + image pooling) from scratch on 97x97 crops. The paper's
 ASPP rates (6, 12, 18) are for 33x33 feature maps (crop 513, OS 16); on this 7x7 map they
 would only read padding (and TensorFlow's CPU backward pass for such convolutions is very
-slow), so the rates shrink with the crop. The README gives the mIoU it reaches on the
-synthetic val split and how long it takes.
+slow), so the rates shrink with the crop.
+
+Measured (synthetic set of tools.make_synthetic defaults, 300 train / 60 val images):
+val mIoU 62.36% over the 8 classes present, pixel accuracy 92.16%, after 300 steps at
+output stride 16 (tools.evaluate); at step 100 / 200 it was 4.1% / 15.3% (the moving BN
+statistics lag the batch statistics early on). Training took 41 minutes on the 2-core CPU
+while other jobs shared it (load average 5-8, 0.1-0.19 steps/s); evaluation about 1 minute.
 """
 from experiments import common
 
