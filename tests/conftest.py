@@ -23,3 +23,18 @@ def make_synthetic_voc(root, num_train=16, num_val=6, seed=0):
 def synthetic_voc(tmp_path_factory):
     """A built `synthetic_voc` (train 16, val 6): pass `.data_dir` as data.data_dir."""
     return make_synthetic_voc(tmp_path_factory.mktemp("synthetic_voc"))
+
+
+# ---------------------------------------------------------------------------------------
+# Training fixtures: the smallest built synthetic set the training tests run on.
+# ---------------------------------------------------------------------------------------
+@_pytest.fixture(scope="session")
+def data_dir(tmp_path_factory):
+    """A built `synthetic_voc` of 12 train / 4 val images, 40-60 px: its TFDS data_dir."""
+    from deeplab_tf import data
+    from deeplab_tf.data import synthetic
+    root = tmp_path_factory.mktemp("synthetic_tiny")
+    synthetic.generate(root / "src", seed=0, num_train=12, num_val=4, min_size=40,
+                       max_size=60)
+    data.build("synthetic_voc", root / "src", root / "tfds")
+    return str(root / "tfds")

@@ -10,20 +10,10 @@ import time
 import pytest
 import tensorflow as tf
 
-from deeplab_tf.data import build, synthetic
 from deeplab_tf.train import strategy as strategy_lib
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("synthetic")
-    synthetic.generate(root / "src", seed=0, num_train=12, num_val=4, min_size=40,
-                       max_size=60)
-    build("synthetic_voc", root / "src", root / "tfds")
-    return str(root / "tfds")
 
 
 class Cluster:

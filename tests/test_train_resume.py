@@ -16,19 +16,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from deeplab_tf.data import build, synthetic
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 8
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("synthetic")
-    synthetic.generate(root / "src", seed=0, num_train=12, num_val=4, min_size=40,
-                       max_size=60)
-    build("synthetic_voc", root / "src", root / "tfds")
-    return str(root / "tfds")
 
 
 def command(workdir, data_dir):
