@@ -170,6 +170,15 @@ def test_class_count_and_split_are_checked(synthetic_voc):
         data.eval_input(data_config(str(synthetic_voc.source_dir)), "val", 16)
 
 
+def test_split_expressions_join_splits(synthetic_voc):
+    # cityscapes_coarse trains on "train+val+train_extra".
+    config = data_config(synthetic_voc.data_dir, train_split="train+val")
+    names = [e["file_name"].numpy().decode() for e in pipeline.training_examples(config)]
+    assert sorted(names) == sorted(synthetic_voc.splits["train"] + synthetic_voc.splits["val"])
+    with pytest.raises(ValueError, match=r"no split 'extra'"):
+        data.train_input(data_config(synthetic_voc.data_dir, train_split="train+extra"), 2)
+
+
 def test_nearest_resize_makes_every_image_pixel_match_its_label(colour_data):
     """With nearest-neighbour images (a test-only option) no pixel may disagree."""
     from deeplab_tf.data import augment

@@ -47,9 +47,11 @@ def _is_jpeg(builder):
 
 
 def _split(builder, split):
-    if split not in builder.info.splits:
-        raise ValueError(f"dataset {builder.name!r} has no split {split!r} (it has "
-                         f"{sorted(builder.info.splits)})")
+    # TFDS split expressions join splits with "+" (cityscapes_coarse: "train+val+train_extra").
+    missing = [name for name in split.split("+") if name.strip() not in builder.info.splits]
+    if missing:
+        raise ValueError(f"dataset {builder.name!r} has no split {missing[0].strip()!r} (it "
+                         f"has {sorted(builder.info.splits)})")
     return builder.as_dataset(split=split, shuffle_files=False, decoders=_SKIP,
                               read_config=tfds.ReadConfig(try_autocache=False))
 
