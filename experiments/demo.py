@@ -13,8 +13,9 @@ slow), so the rates shrink with the crop.
 Measured (synthetic set of tools.make_synthetic defaults, 300 train / 60 val images):
 val mIoU 62.36% over the 8 classes present, pixel accuracy 92.16%, after 300 steps at
 output stride 16 (tools.evaluate); at step 100 / 200 it was 4.1% / 15.3% (the moving BN
-statistics lag the batch statistics early on). Training took 41 minutes on the 2-core CPU
-while other jobs shared it (load average 5-8, 0.1-0.19 steps/s); evaluation about 1 minute.
+statistics lag the batch statistics early on). `python -m tools.demo` took 19 minutes on
+the 2-core CPU, 17.6 of them training (0.2-0.35 steps/s, partly while the test suite ran);
+the same figures came out of two runs (the run is deterministic in its seed).
 """
 from experiments import common
 
