@@ -145,6 +145,20 @@ def load_experiment(name, overrides=()):
     return override(config, overrides)
 
 
+def override_eval(config, output_stride=None, scales=None, flip=None):
+    """Replaces the evaluation output stride, scales and flip where a tool's flag gives them.
+
+    Returns `config.eval`, the settings inference then runs with.
+    """
+    if output_stride is not None:
+        config.eval.output_stride = output_stride
+    if scales:
+        config.eval.scales = tuple(float(s) for s in scales)
+    if flip is not None:
+        config.eval.flip = flip
+    return config.eval
+
+
 def to_json(config):
     return json.dumps(dataclasses.asdict(config), indent=2, sort_keys=True)
 

@@ -41,12 +41,8 @@ def load_config():
         config = config_lib.load_experiment(FLAGS.experiment, FLAGS.set)
     else:
         raise app.UsageError(f"{FLAGS.workdir} has no config.json: name the --experiment")
-    if FLAGS.eval_output_stride is not None:
-        config.eval.output_stride = FLAGS.eval_output_stride
-    if FLAGS.eval_scales is not None:
-        config.eval.scales = tuple(float(s) for s in FLAGS.eval_scales)
-    if FLAGS.add_flipped_images is not None:
-        config.eval.flip = FLAGS.add_flipped_images
+    config_lib.override_eval(config, FLAGS.eval_output_stride, FLAGS.eval_scales,
+                             FLAGS.add_flipped_images)
     return config
 
 

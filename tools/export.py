@@ -33,6 +33,7 @@ FLAGS = flags.FLAGS
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    from deeplab_tf import config as config_lib
     from deeplab_tf import evaluation, visualization
     from deeplab_tf.export import saved_model, serving, tflite
 
@@ -42,9 +43,8 @@ def main(argv):
     except FileNotFoundError as error:
         sys.exit(f"tools.export: {error}")
     export_dir = FLAGS.export_dir or os.path.join(FLAGS.workdir, "export")
-    output_stride = FLAGS.output_stride or config.eval.output_stride
-    scales = tuple(float(s) for s in FLAGS.scales) if FLAGS.scales else config.eval.scales
-    flip = config.eval.flip if FLAGS.flip is None else FLAGS.flip
+    settings = config_lib.override_eval(config, FLAGS.output_stride, FLAGS.scales, FLAGS.flip)
+    output_stride, scales, flip = settings.output_stride, settings.scales, settings.flip
     try:
         model = evaluation.restore_model(config.model, checkpoint, output_stride)
         class_names, _ = visualization.dataset_info(config.data.dataset)

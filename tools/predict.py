@@ -51,6 +51,7 @@ def main(argv):
         raise app.UsageError(f"no images in --input={','.join(FLAGS.input)}")
     import numpy as np
     import tensorflow as tf
+    from deeplab_tf import config as config_lib
     from deeplab_tf import evaluation, visualization
     from deeplab_tf.export import serving
 
@@ -59,9 +60,8 @@ def main(argv):
         checkpoint = evaluation.resolve_checkpoint(FLAGS.workdir, FLAGS.checkpoint)
     except FileNotFoundError as error:
         sys.exit(f"tools.predict: {error}")
-    output_stride = FLAGS.output_stride or config.eval.output_stride
-    scales = tuple(float(s) for s in FLAGS.scales) if FLAGS.scales else config.eval.scales
-    flip = config.eval.flip if FLAGS.flip is None else FLAGS.flip
+    settings = config_lib.override_eval(config, FLAGS.output_stride, FLAGS.scales, FLAGS.flip)
+    output_stride, scales, flip = settings.output_stride, settings.scales, settings.flip
     colormap = config.data.dataset if FLAGS.colormap == "auto" else FLAGS.colormap
     class_names, palette = visualization.dataset_info(colormap)
     if len(class_names) != config.model.num_classes:
