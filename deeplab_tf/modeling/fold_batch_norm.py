@@ -15,6 +15,8 @@ Only keras.layers / keras.ops and numpy: the GPU machine has no TensorFlow.
 import keras
 import numpy as np
 
+from deeplab_tf.modeling.atrous_conv import AtrousConv2D
+
 
 @keras.saving.register_keras_serializable(package="deeplab_tf")
 class FoldedBatchNorm(keras.layers.Layer):
@@ -42,7 +44,7 @@ def _foldable_pairs(model):
             continue  # a shared BN cannot be folded into one conv
         producer = layer.input._keras_history.operation
         if (isinstance(producer, keras.layers.Conv2D)
-                and type(producer) is keras.layers.Conv2D
+                and type(producer) in (keras.layers.Conv2D, AtrousConv2D)
                 and producer.data_format == "channels_last"
                 and layer.axis in (-1, 3) and producer.groups == 1
                 and len(producer._inbound_nodes) == 1
@@ -90,7 +92,7 @@ def inference_model(model, image_shape=None):
         config = layer.get_config()
         if layer.name in pairs:
             config["use_bias"] = True
-            return keras.layers.Conv2D.from_config(config)
+            return type(layer).from_config(config)
         if layer.name in folded_bn:
             return FoldedBatchNorm(name=layer.name, dtype=layer.dtype_policy)
         return layer.__class__.from_config(config)

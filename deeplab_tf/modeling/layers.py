@@ -6,6 +6,8 @@ PyTorch backends alike (the GPU machine has no TensorFlow).
 import keras
 from keras import ops
 
+from deeplab_tf.modeling.atrous_conv import AtrousConv2D
+
 # Paper 4.1: "The batch normalization parameters are trained with decay = 0.9997".
 BATCH_NORM_DECAY = 0.9997
 BATCH_NORM_EPSILON = 1e-5
@@ -22,8 +24,11 @@ def conv2d_same(x, filters, kernel_size, stride=1, atrous_rate=1, name=None):
     then runs VALID, so output pixel i is centred on input pixel stride*i. That is what makes
     an output-stride-16 feature map equal the output-stride-8 map sampled every second pixel.
     """
+    # Every kxk conv is an AtrousConv2D whatever its rate and stride, so the layer list (and
+    # the .weights.h5 layout, which Keras keys by class) is the same at every output stride.
+    conv = AtrousConv2D if kernel_size > 1 else keras.layers.Conv2D
     if stride == 1:
-        return keras.layers.Conv2D(
+        return conv(
             filters, kernel_size, padding="same", dilation_rate=atrous_rate,
             use_bias=False, kernel_initializer="he_normal", name=name)(x)
     effective = kernel_size + (kernel_size - 1) * (atrous_rate - 1)
@@ -31,7 +36,7 @@ def conv2d_same(x, filters, kernel_size, stride=1, atrous_rate=1, name=None):
     pad_begin = pad_total // 2
     padding = (pad_begin, pad_total - pad_begin)
     x = keras.layers.ZeroPadding2D((padding, padding), name=f"{name}_pad")(x)
-    return keras.layers.Conv2D(
+    return conv(
         filters, kernel_size, strides=stride, padding="valid", dilation_rate=atrous_rate,
         use_bias=False, kernel_initializer="he_normal", name=name)(x)
 

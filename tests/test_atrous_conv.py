@@ -1,0 +1,65 @@
+"""The shifted-taps atrous convolution equals TensorFlow's own dilated convolution."""
+import numpy as np
+import pytest
+import keras
+import tensorflow as tf
+
+from deeplab_tf.modeling import atrous_conv
+
+
+def _reference(x, kernel, rate):
+    return tf.nn.convolution(x, kernel, padding="SAME", dilations=rate)
+
+
+@pytest.mark.parametrize("size,rate", [
+    ((9, 9), (3, 3)),      # every tap inside the map
+    ((7, 5), (6, 6)),      # the outer columns read only padding: skipped
+    ((5, 11), (4, 8)),     # unequal rates
+    ((4, 4), (18, 18)),    # only the centre tap is left: a 1x1 convolution
+])
+def test_taps_equal_dilated_convolution_and_its_gradients(size, rate):
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(size=(2, *size, 5)), tf.float32)
+    kernel = tf.constant(rng.normal(size=(3, 3, 5, 4)), tf.float32)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch([x, kernel])
+        ours = atrous_conv.atrous_conv_by_taps(x, kernel, rate)
+        theirs = _reference(x, kernel, rate)
+        weights = tf.constant(rng.normal(size=theirs.shape), tf.float32)
+        loss_ours = tf.reduce_sum(ours * weights)
+        loss_theirs = tf.reduce_sum(theirs * weights)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5)
+    for a, b in zip(tape.gradient(loss_ours, [x, kernel]),
+                    tape.gradient(loss_theirs, [x, kernel])):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
+
+
+def test_taps_with_unknown_spatial_size_in_a_graph():
+    rate = (6, 6)
+    kernel = tf.constant(np.random.default_rng(1).normal(size=(3, 3, 3, 2)), tf.float32)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
+    def run(x):
+        return atrous_conv.atrous_conv_by_taps(x, kernel, rate)
+
+    for size in [(4, 9), (13, 7)]:
+        x = tf.random.stateless_normal((1, *size, 3), seed=(1, 2))
+        np.testing.assert_allclose(run(x), _reference(x, kernel, rate), rtol=1e-5, atol=1e-5)
+
+
+def test_layer_takes_the_taps_route_only_at_large_rates(monkeypatch):
+    calls = []
+    original = atrous_conv.atrous_conv_by_taps
+    monkeypatch.setattr(atrous_conv, "atrous_conv_by_taps",
+                        lambda *args: calls.append(args[2]) or original(*args))
+    x = tf.random.stateless_normal((1, 8, 8, 3), seed=(3, 4))
+    for rate in (1, 2, 3, 12):
+        layer = atrous_conv.AtrousConv2D(4, 3, padding="same", dilation_rate=rate,
+                                         use_bias=False)
+        plain = keras.layers.Conv2D(4, 3, padding="same", dilation_rate=rate,
+                                       use_bias=False)
+        layer.build(x.shape)
+        plain.build(x.shape)
+        plain.set_weights(layer.get_weights())
+        np.testing.assert_allclose(layer(x), plain(x), rtol=1e-5, atol=1e-5)
+    assert calls == [(3, 3), (12, 12)]
