@@ -1,7 +1,12 @@
 """The shifted-taps atrous convolution equals TensorFlow's own dilated convolution."""
+import json
+import os
+import subprocess
+import sys
+
+import keras
 import numpy as np
 import pytest
-import keras
 import tensorflow as tf
 
 from deeplab_tf.modeling import atrous_conv
@@ -63,3 +68,19 @@ def test_layer_takes_the_taps_route_only_at_large_rates(monkeypatch):
         plain.set_weights(layer.get_weights())
         np.testing.assert_allclose(layer(x), plain(x), rtol=1e-5, atol=1e-5)
     assert calls == [(3, 3), (12, 12)]
+
+
+def test_benchmark_tool_prints_both_timings_as_json():
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run(
+        [sys.executable, "-m", "tools.benchmark_atrous_conv", "--size=5", "--channels_in=4",
+         "--channels_out=3", "--rate=6", "--batch_size=2", "--steps=1"],
+        cwd=repo, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), capture_output=True,
+        text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    assert len(lines) == 1, done.stdout
+    result = json.loads(lines[0])
+    assert result["rate"] == 6 and result["mode"] == "train"
+    assert result["space_to_batch_ms"] > 0 and result["taps_ms"] > 0
+    assert result["max_relative_difference"] < 1e-5
