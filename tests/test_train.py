@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -70,7 +71,7 @@ def test_weight_decay_is_slim_l2_on_conv_kernels_only(data_dir, tmp_path):
     trainer = loop.Trainer(smoke(data_dir), str(tmp_path))
     model = trainer.model
     kernels = [w for w in model.weights if w.path.endswith("/kernel")]
-    conv_layers = [l for l in model.layers if l.__class__.__name__ == "Conv2D"]
+    conv_layers = [l for l in model.layers if isinstance(l, keras.layers.Conv2D)]
     assert len(trainer.kernels) == len(conv_layers) == len(kernels)
     expected = 0.5 * 1e-4 * sum(float(np.sum(np.square(k.numpy()))) for k in kernels)
     got = float(loss_lib.weight_decay(trainer.kernels, 1e-4))
