@@ -261,24 +261,26 @@ def peak_tflops(device_name, precision):
 # ---------------------------------------------------------------------------------------
 
 
-def measure(mode, depth=101, output_stride=16, batch_size=16, crop_size=513,
-            precision="fp32", xla=False, steps=10, warmup=3, num_classes=21,
-            fold_batch_norm=True):
-    """Runs the benchmark and returns its figures as a dict (see tools/benchmark.py)."""
+def build_step(mode, depth=101, output_stride=16, batch_size=16, crop_size=513,
+               precision="fp32", xla=False, num_classes=21, fold_batch_norm=True):
+    """The model's step on the active backend, and a synthetic batch on its device.
+
+    Returns (run, sync, images, labels, model_facts): run(images, labels) does one training
+    step or one forward pass, sync(value) waits for it; model_facts has the parameter
+    counts and forward FLOPs per image of the model as trained.
+    """
     if mode not in ("train", "infer"):
         raise ValueError(f"mode must be 'train' or 'infer', got {mode!r}")
-    if steps < 1 or warmup < 1:
-        raise ValueError(f"steps and warmup must be >= 1 (warm-up holds the compile), "
-                         f"got steps={steps} warmup={warmup}")
     backend = keras.backend.backend()
     if backend not in ("jax", "tensorflow"):
         raise ValueError(f"the benchmark runs on the jax or tensorflow backend, not {backend}")
     set_precision(precision)
     try:
         model = build_model(depth, output_stride, crop_size, num_classes)
-        num_params = model.count_params()
-        trainable_params = sum(math.prod(v.shape) for v in model.trainable_variables)
-        flops = conv_flops_per_image(model)
+        facts = dict(num_params=model.count_params(),
+                     trainable_params=sum(math.prod(v.shape)
+                                          for v in model.trainable_variables),
+                     flops=conv_flops_per_image(model))
         if mode == "train":
             optimizer = make_optimizer(precision)
             if backend == "jax":
@@ -296,8 +298,24 @@ def measure(mode, depth=101, output_stride=16, batch_size=16, crop_size=513,
                 run, sync = _tf_infer(model, xla)
     finally:
         keras.config.set_dtype_policy("float32")
-
     images, labels = _device_arrays(*synthetic_batch(batch_size, crop_size, num_classes))
+    return run, sync, images, labels, facts
+
+
+def measure(mode, depth=101, output_stride=16, batch_size=16, crop_size=513,
+            precision="fp32", xla=False, steps=10, warmup=3, num_classes=21,
+            fold_batch_norm=True):
+    """Runs the benchmark and returns its figures as a dict (see tools/benchmark.py)."""
+    if steps < 1 or warmup < 1:
+        raise ValueError(f"steps and warmup must be >= 1 (warm-up holds the compile), "
+                         f"got steps={steps} warmup={warmup}")
+    backend = keras.backend.backend()
+    run, sync, images, labels, facts = build_step(
+        mode, depth=depth, output_stride=output_stride, batch_size=batch_size,
+        crop_size=crop_size, precision=precision, xla=xla, num_classes=num_classes,
+        fold_batch_norm=fold_batch_norm)
+    num_params, trainable_params, flops = (facts["num_params"], facts["trainable_params"],
+                                           facts["flops"])
     for _ in range(warmup):
         sync(run(images, labels))
     times = []
