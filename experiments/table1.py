@@ -7,8 +7,8 @@
         --set model.output_stride=None --set eval.output_stride=None
 
 Paper (VOC 2012 val mIoU, single scale): OS 8: 75.18 ... OS 256: 20.29 (both stated in
-the text). The other cells, from the paper's table (recalled; the seed text lacks the
-table body): OS 16 73.88, OS 32 70.06, OS 64 59.99, OS 128 42.34.
+the text). The other cells (OS 16 ... 128) are in the paper's table body, which the
+text used here lacks, so no figure is given for them.
 """
 from experiments import common
 

@@ -8,8 +8,8 @@ largest that fit), each evaluated at OS 16 and OS 8.
         --set eval.output_stride=8
 
 Paper: train OS 8, eval OS 16: 74.45 (text); train OS 16 is best for both eval strides
-(text: 77.21 at eval 16, 78.51 at eval 8 per Table 6). Train OS 32 (recalled): 75.90 / 75.23;
-train OS 8 at eval OS 8 (recalled): 75.62.
+(text: 77.21 at eval 16; eval at OS 8 adds 1.3, Table 6's text). The train OS 32 and
+train OS 8 / eval OS 8 cells are in the table body, which the text used here lacks.
 """
 from experiments import common
 

@@ -5,8 +5,8 @@
         --set model.extra_blocks=0 --set "model.multi_grid=(1,2,4)"
 
 Variants: multi_grid in (1,1,1), (1,2,1), (2,2,2), (1,2,3), (1,2,4); extra_blocks 0-3.
-Paper: the best model is block7 with (1, 2, 1) (stated in the text), 76.66 mIoU (recalled
-from the table), and evaluated at OS 8 with multi-scale and flips (Table 4) 79.35 (text):
+Paper: the best model is block7 with (1, 2, 1) (stated in the text; its OS 16 figure is in
+the table body, not in the text used here), and evaluated at OS 8 with multi-scale and flips (Table 4) 79.35 (text):
     python -m tools.evaluate --experiment=table3 --workdir=runs/table3_block7_mg121 \
         --set eval.output_stride=8 --set "eval.scales=(0.5,0.75,1.0,1.25,1.5,1.75)" \
         --set eval.flip=true

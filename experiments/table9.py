@@ -3,8 +3,8 @@
     python -m tools.train --experiment=table9 --workdir=runs/table9_batch4 \
         --set train.batch_size=4
 
-Paper: larger batches are better, 16 gives 77.21 (text); batch 4 / 8 / 12 (recalled from
-the table) 64.43 / 75.76 / 76.49.
+Paper: larger batches are better, 16 gives 77.21 (text); the batch 4 / 8 / 12 figures are
+in the paper's table body, which the text used here lacks.
 """
 from experiments import common
 

@@ -5,8 +5,8 @@ train_aug, crop 513, batch 16, lr 0.007 poly, 30K steps, BN trained (decay 0.999
         --set train.init_checkpoint=PATH/resnet_v1_101.ckpt
     python -m tools.evaluate --experiment=voc_stage1 --workdir=runs/voc_stage1
 
-Paper (VOC 2012 val mIoU, Table 6, all stated in the text): 77.21 at OS 16; evaluated at
-OS 8 78.51 (+1.3); + multi-scale 79.45; + flip 79.77:
+Paper (VOC 2012 val mIoU, Table 6, from the text): 77.21 at OS 16; evaluated at OS 8
++1.3 (78.51); + multi-scale +0.94 (79.45); + flip +0.32 (79.77, stated):
     python -m tools.evaluate --experiment=voc_stage1 --workdir=runs/voc_stage1 \
         --set eval.output_stride=8 --set "eval.scales=(0.5,0.75,1.0,1.25,1.5,1.75)" \
         --set eval.flip=true
