@@ -4,8 +4,9 @@
 # torchvision's anchor in the same call. Wheels (keras, namex, optree) and a copy of the
 # anchor go in .whl/ (see WORKSPACE_NOTES.md); figures land in $OUT/*.jsonl.
 #   run(command="bash tools/gpu_benchmark.sh", carry=[".whl"], timeout_s=540)
-# SIZE, TRAIN_STEPS, INFER_STEPS, DEVICE and TORCH_PYTHON override the defaults (a CPU dry
-# run: SIZE=65 DEVICE=cpu TORCH_PYTHON=/path/to/python OUT=/tmp/out bash tools/gpu_benchmark.sh).
+# SIZE, TRAIN_STEPS, INFER_STEPS, DEVICE, PY and TORCH_PYTHON override the defaults (a CPU
+# dry run: SIZE=65 DEVICE=cpu PY=.venv/bin/python TORCH_PYTHON=/path/to/torch/python
+# OUT=/tmp/out bash tools/gpu_benchmark.sh).
 set -u -o pipefail
 OUT=${OUT:?set OUT to a folder for the figures}
 SIZE=${SIZE:-513}

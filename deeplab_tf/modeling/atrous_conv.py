@@ -9,7 +9,7 @@ nine shifted 1x1 convolutions (batch 8, this 2-core CPU; figures in WORKSPACE_NO
 Taps whose shift is at least the map size read only the zero padding, and are skipped when
 the size is static: that is exact, not an approximation.
 
-On the GPU (JAX, XLA, cuDNN 9 on an H200) dilated convolutions run on cuDNN's "indexed"
+On the GPU (JAX, XLA and cuDNN on an H200) dilated convolutions run on cuDNN's "indexed"
 implicit-GEMM kernels: in a bf16 training step of ResNet-101 at OS 16 (crop 513, batch 16)
 the six calls of block 4's dilated 3x3 convolutions took 5.5 of the step's 37 ms. There
 the layer takes the other form of the same sum, `atrous_conv_by_output_taps`: one matrix
@@ -91,6 +91,7 @@ class AtrousConv2D(keras.layers.Conv2D):
     """`keras.layers.Conv2D`, fast at large atrous rates (stride 1, 'same' padding)."""
 
     def convolution_op(self, inputs, kernel):
+        # Backend -> (smallest rate that takes the route, the form of the sum it takes).
         route = {"tensorflow": (TAPS_MIN_RATE, atrous_conv_by_taps),
                  "jax": (OUTPUT_TAPS_MIN_RATE, atrous_conv_by_output_taps)}
         min_rate, convolution = route.get(keras.backend.backend(), (None, None))
