@@ -40,13 +40,15 @@ VOC_COLOURS = np.array([voc_colour(i) for i in range(256)], np.uint8)
 
 
 def batches():
-    """Two batches of one 97x97 mosaic each: (images, labels, known prediction classes).
+    """Three batches of one 97x97 mosaic each: (images, labels, known prediction classes).
+    Three, so that the two summary windows (steps 1-2 and 3-4) see different batches.
 
     Labels = the colours' classes, except one tile labelled with another class and the
     top rows ignored (255)."""
     colours = known_answer.distinct_colours(21)
     out = []
-    for grid, relabel in (([[0, 3], [15, 9]], (1, 1, 7)), ([[12, 0], [20, 3]], (0, 0, 5))):
+    for grid, relabel in (([[0, 3], [15, 9]], (1, 1, 7)), ([[12, 0], [20, 3]], (0, 0, 5)),
+                          ([[4, 4], [0, 18]], (0, 1, 0))):
         image, classes = known_answer.mosaic(grid, colours, 49)
         image, classes = image[:SIZE, :SIZE], classes[:SIZE, :SIZE]
         labels = classes.copy()
@@ -86,7 +88,7 @@ def run(tmp_path_factory):
     images = np.stack([b[0] for b in data]).astype(np.float32)[:, None]
     labels = np.stack([b[1] for b in data]).astype(np.int32)[:, None]
 
-    def dataset_fn(input_context=None, seed=0):  # batch k at steps k + 1, k + 3, ...
+    def dataset_fn(input_context=None, seed=0):  # batch k at steps k + 1, k + 4, ...
         return tf.data.Dataset.from_tensor_slices((images, labels)).repeat()
 
     config = config_lib.load_experiment("smoke", [
@@ -106,7 +108,7 @@ def test_image_summaries_are_the_input_and_the_coloured_class_maps(run):
     for tag in ("image", "ground_truth", "prediction"):
         assert sorted(found[tag]) == [1, 2, 3, 4], tag
     for step in (1, 2, 3, 4):
-        image, labels, classes = data[(step - 1) % 2]
+        image, labels, classes = data[(step - 1) % 3]
         np.testing.assert_array_equal(found["image"][step], image)
         np.testing.assert_array_equal(found["ground_truth"][step], VOC_COLOURS[labels])
         predicted = class_ids(found["prediction"][step])
@@ -121,7 +123,7 @@ def test_mean_iou_and_accuracy_equal_the_confusion_matrix_of_the_batches(run):
     for step in (2, 4):
         confusion = metrics.ConfusionMatrix(21)
         for done in (step - 1, step):  # the batches since the previous summary
-            confusion.update(data[(done - 1) % 2][1], class_ids(found["prediction"][done]))
+            confusion.update(data[(done - 1) % 3][1], class_ids(found["prediction"][done]))
         result = confusion.result()
         assert 0.1 < result["miou"] < 0.9 and result["num_classes_averaged"] >= 6
         assert found["mean_iou"][step] == pytest.approx(result["miou"], rel=1e-6)
