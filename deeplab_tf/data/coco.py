@@ -82,14 +82,17 @@ def check_instances(dataset, annotation_file):
             fail(f"not a COCO instances file (no '{key}' list)")
     images, categories = {}, set()
     for image in dataset["images"]:
-        if not all(k in image for k in ("id", "file_name", "height", "width")):
-            fail(f"image entry {image.get('id', image)} lacks id, file_name, height or width")
+        if not isinstance(image, dict) or not all(
+                k in image for k in ("id", "file_name", "height", "width")):
+            fail(f"image entry {str(image)[:80]} lacks id, file_name, height or width")
         images[image["id"]] = image
     for category in dataset["categories"]:
-        if "id" not in category or "name" not in category:
-            fail(f"category entry {category} lacks id or name")
+        if not isinstance(category, dict) or "id" not in category or "name" not in category:
+            fail(f"category entry {str(category)[:80]} lacks id or name")
         categories.add(category["id"])
     for annotation in dataset["annotations"]:
+        if not isinstance(annotation, dict):
+            fail(f"annotation entry {str(annotation)[:80]} is not an object")
         where = f"annotation {annotation.get('id', '?')}"
         missing = [k for k in ("image_id", "category_id", "segmentation", "area")
                    if k not in annotation]
