@@ -77,9 +77,8 @@ PAPER = {
     "table10": dict(STAGE1, **ASPP_MODEL, output_stride=8, batch=6, eval_output_stride=16,
                     number="74.45"),
     # 4.3: "pretrain our best ASPP model on MS-COCO", non-VOC classes as background; its
-    # schedule is not restated.
-    "coco_pretrain": dict(ASPP_MODEL, dataset="coco_voc_seg", num_classes=21, crop=513,
-                          output_stride=16, bn_decay=0.9997),
+    # crop, stride and schedule are not restated.
+    "coco_pretrain": dict(ASPP_MODEL, dataset="coco_voc_seg", num_classes=21),
     # 4.3: "smaller initial learning rate = 0.0001 and same training protocol as in Sec.
     # 4.1"; 82.7 "when using output stride = 8, multi-scale inputs and ... flipped".
     "voc_finetune_from_coco": dict(STAGE1, **ASPP_MODEL, lr=0.0001, init_from="coco_pretrain",
