@@ -17,7 +17,8 @@ unchanged through the network in channels 0-2:
 Batch norm runs as the identity (mean 0, variance 1 - epsilon, gamma 1, beta 0) except
 where said. A pixel at least `SAFE_MARGIN` pixels from any colour edge or image border
 gets exactly the class of its colour at every scale >= 0.75 and output stride <= 16, so a
-test can check the labels against `expected_labels` as well as compare two code paths.
+test can check the labels of a `mosaic` of the colours at its `safe_mask` as well as
+compare two code paths.
 """
 import keras
 import numpy as np
@@ -81,13 +82,6 @@ def set_nearest_colour_weights(model, colours):
             raise ValueError(f"layer {layer.name} ({type(layer).__name__}) has weights this "
                              f"known-answer model does not know how to set")
     return model
-
-
-def nearest_colour_classes(image, colours):
-    """The known answer per pixel, by brute force: arg min_k |pixel - colours[k]|."""
-    image = np.asarray(image, np.float64)
-    distances = ((image[..., None, :] - np.asarray(colours, np.float64)) ** 2).sum(-1)
-    return np.argmin(distances, axis=-1)
 
 
 def mosaic(class_grid, colours, tile):
