@@ -83,11 +83,37 @@ def test_conv_flops_of_one_layer():
     assert benchmarking.conv_flops_per_image(model) == 2 * 9 * 9 * (3 * 3 * 3) * 8
 
 
-def test_conv_flops_of_resnet101_os16_near_torchvision_count():
-    # SPEC.md: torch's FlopCounterMode gives about 143 GFLOPs for torchvision's model at
-    # OS 16, 513x513, whose head has one more 3x3 conv (1.3 GFLOPs) and no image pooling.
-    flops = benchmarking.conv_flops_per_image(benchmarking.build_model(101, 16, 513))
-    assert 130e9 < flops < 143e9
+def _layer_list_flops(output_stride, depth=101, crop=513, num_classes=21):
+    """2 x multiply-adds of every convolution, counted from the paper's layer list by hand:
+    slim ResNet (stride in the 3x3 conv of the last unit of blocks 1-3 until the output
+    stride is reached), ASPP (1x1, three 3x3, image pooling on a 1x1 map, projection of
+    1280 channels), logits. Every 3x3 tap counts, also where an atrous tap reads padding."""
+    conv = lambda k, cin, cout, size: 2 * k * k * cin * cout * size * size
+    size = (crop + 1) // 2  # conv1, 7x7 / 2
+    total = conv(7, 3, 64, size)
+    size, stride, depth_in = (size + 1) // 2, 4, 64  # pool1, 3x3 / 2
+    for block, (units, base) in enumerate(zip({50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}[depth],
+                                              (64, 128, 256, 512))):
+        for unit in range(units):
+            strided = unit == units - 1 and block < 3 and stride < output_stride
+            out = (size + 1) // 2 if strided else size
+            if depth_in != 4 * base:
+                total += conv(1, depth_in, 4 * base, out)  # projection shortcut
+            total += conv(1, depth_in, base, size) + conv(3, base, base, out) + \
+                conv(1, base, 4 * base, out)
+            depth_in, size, stride = 4 * base, out, stride * (2 if strided else 1)
+    total += conv(1, 2048, 256, size) + 3 * conv(3, 2048, 256, size) + conv(1, 2048, 256, 1)
+    return total + conv(1, 1280, 256, size) + conv(1, 256, num_classes, size)
+
+
+@pytest.mark.parametrize("output_stride,gflops", [(16, 137.8), (8, 490.2)])
+def test_conv_flops_of_resnet101_equal_the_layer_list(output_stride, gflops):
+    # The README's figures. (SPEC.md: torch's FlopCounterMode gives about 143 / 497 for
+    # torchvision's model, whose head has one more 3x3 conv and no image pooling.)
+    flops = benchmarking.conv_flops_per_image(benchmarking.build_model(101, output_stride,
+                                                                       513))
+    assert flops == _layer_list_flops(output_stride)
+    assert round(flops / 1e9, 1) == gflops
 
 
 def test_conv_flops_need_static_shapes():

@@ -1,17 +1,21 @@
-"""Each TFDS builder builds from generated files in the real layout and reads back exactly
-the pixels and labels it was given (paper 4: VOC + SBD train_aug, Cityscapes, COCO->VOC)."""
-import json
+"""Each TFDS builder builds from generated files in the real layout (tests/data_layouts.py)
+and reads back exactly the pixels and labels it was given, split by split (paper 4: VOC +
+SBD train_aug, Cityscapes fine and coarse, COCO->VOC)."""
 import os
 
 import numpy as np
 import pytest
-import scipy.io
 import tensorflow as tf
 import tensorflow_datasets as tfds
 from PIL import Image
 
+from cityscapesscripts.helpers import labels as cityscapes_labels  # test extra: no skip
+from pycocotools import mask as mask_api  # test extra: no skip
+
 from deeplab_tf import data, visualization
 from deeplab_tf.data import synthetic
+
+import data_layouts
 
 
 def read_split(data_dir, name, split):
@@ -24,12 +28,6 @@ def read_split(data_dir, name, split):
 def decoded(path):
     """The source file decoded by TensorFlow (JPEG is lossy: compare decoded bytes)."""
     return tf.io.decode_image(tf.io.read_file(path), channels=3).numpy()
-
-
-def write_jpeg(path, rng, height, width):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)).save(
-        path, quality=90)
 
 
 def test_synthetic_is_deterministic_and_seeded():
@@ -60,133 +58,68 @@ def test_synthetic_voc_reads_back_exactly(synthetic_voc):
         np.testing.assert_array_equal(classes, present[present != 255])
 
 
-def make_voc_with_sbd(root, rng, aug_folder=False):
-    """A VOCdevkit/VOC2012 copy with 4 train and 3 val images, plus SBD (as .mat files or
-    as the SegmentationClassAug folder) over 6 more images and 2 VOC val and 1 VOC train."""
-    voc = root / "VOCdevkit" / "VOC2012"
-    names = [f"2008_{i:06d}" for i in range(13)]
-    voc_train, voc_val, extra = names[:4], names[4:7], names[7:]
-    labels = {}
-    for name in names:
-        height, width = rng.integers(20, 40, size=2)
-        write_jpeg(str(voc / "JPEGImages" / f"{name}.jpg"), rng, height, width)
-        label = rng.integers(0, 21, (height, width), dtype=np.uint8)
-        label[0] = 255  # VOC's void border
-        labels[name] = label
-    os.makedirs(voc / "SegmentationClass")
-    for name in voc_train + voc_val:
-        visualization.label_png(labels[name], visualization.voc_palette()).save(
-            voc / "SegmentationClass" / f"{name}.png")
-    os.makedirs(voc / "ImageSets" / "Segmentation")
-    for split, split_names in (("train", voc_train), ("val", voc_val),
-                               ("trainval", voc_train + voc_val)):
-        (voc / "ImageSets" / "Segmentation" / f"{split}.txt").write_text(
-            "".join(n + "\n" for n in split_names))
-    sbd_names = extra + voc_val[:2] + voc_train[:1]
-    if aug_folder:
-        os.makedirs(root / "SegmentationClassAug")
-        for name in sbd_names:
-            Image.fromarray(labels[name]).save(root / "SegmentationClassAug" / f"{name}.png")
-    else:
-        sbd = root / "benchmark_RELEASE" / "dataset"
-        os.makedirs(sbd / "cls")
-        for name in sbd_names:
-            scipy.io.savemat(str(sbd / "cls" / f"{name}.mat"), {"GTcls": {
-                "Segmentation": labels[name], "Boundaries": np.zeros(1),
-                "CategoriesPresent": np.unique(labels[name])}})
-        (sbd / "train.txt").write_text("".join(n + "\n" for n in sbd_names[:4]))
-        (sbd / "val.txt").write_text("".join(n + "\n" for n in sbd_names[4:]))
-    return voc, labels, voc_train, voc_val, extra
+def check_split(data_dir, split, names, labels, images):
+    """The split holds exactly `names`, each with its label map, image pixels and classes."""
+    examples = read_split(str(data_dir), "pascal_voc_seg", split)
+    assert sorted(examples) == sorted(names), split
+    for name, (image, label, classes) in examples.items():
+        np.testing.assert_array_equal(label, labels[name], err_msg=f"{split} {name}")
+        np.testing.assert_array_equal(image, decoded(str(images[name])))
+        present = np.unique(labels[name])
+        np.testing.assert_array_equal(classes, present[present != 255])
 
 
-@pytest.mark.parametrize("aug_folder", [False, True], ids=["sbd_mat", "aug_png"])
-def test_pascal_voc_train_aug_excludes_val(tmp_path, aug_folder):
-    voc, labels, voc_train, voc_val, extra = make_voc_with_sbd(
-        tmp_path / "manual", np.random.default_rng(0), aug_folder)
+@pytest.mark.parametrize("sbd", ["mat", "aug", "both"])
+def test_pascal_voc_splits_read_back_and_voc_labels_take_precedence(tmp_path, sbd):
+    """train/val/trainval come from VOC's own PNGs; train_aug = VOC train + SBD - VOC val,
+    labelled by VOC's PNG where there is one, else SegmentationClassAug, else SBD's .mat
+    (the fixture's annotations differ between sources, so precedence shows)."""
+    layout = data_layouts.make_voc_with_sbd(tmp_path / "manual", np.random.default_rng(0),
+                                            sbd)
     builder = data.build("pascal_voc_seg", tmp_path / "manual", tmp_path / "tfds")
     counts = {name: split.num_examples for name, split in builder.info.splits.items()}
     assert counts == {"train": 4, "val": 3, "trainval": 7, "train_aug": 4 + 6}
-    train_aug = read_split(str(tmp_path / "tfds"), "pascal_voc_seg", "train_aug")
-    assert sorted(train_aug) == sorted(voc_train + extra)
-    assert not set(train_aug) & set(voc_val)
-    for name, (image, label, _) in train_aug.items():
-        np.testing.assert_array_equal(label, labels[name])
-        np.testing.assert_array_equal(image, decoded(str(voc / "JPEGImages" / f"{name}.jpg")))
-
-
-CITYSCAPES_IDS = np.arange(34)
-
-
-def make_cityscapes(root, rng, counts=(("train", "aachen", 2), ("train", "bonn", 1),
-                                       ("val", "lindau", 2))):
-    label_ids = {}
-    for split, city, count in counts:
-        for i in range(count):
-            name = f"{city}_{i:06d}_000019"
-            image = rng.integers(0, 256, (16, 32, 3), dtype=np.uint8)
-            ids = rng.choice(CITYSCAPES_IDS, (16, 32)).astype(np.uint8)
-            for folder, suffix, array in (("leftImg8bit", "leftImg8bit", image),
-                                          ("gtFine", "gtFine_labelIds", ids)):
-                os.makedirs(root / folder / split / city, exist_ok=True)
-                Image.fromarray(array).save(root / folder / split / city /
-                                            f"{name}_{suffix}.png")
-            label_ids[name] = (image, ids)
-    return label_ids
+    check_split(tmp_path / "tfds", "train", layout.voc_train, layout.labels, layout.images)
+    check_split(tmp_path / "tfds", "val", layout.voc_val, layout.labels, layout.images)
+    check_split(tmp_path / "tfds", "trainval", layout.voc_train + layout.voc_val,
+                layout.labels, layout.images)
+    # train_aug: VOC train's first image also has an SBD annotation (a different one): VOC
+    # wins. The extra images carry SBD's (the Aug PNG over the .mat file when both exist).
+    expected = {n: layout.labels[n] for n in layout.voc_train}
+    expected.update({n: layout.sbd_labels[n] for n in layout.extra})
+    assert not np.array_equal(layout.sbd_labels[layout.voc_train[0]],
+                              layout.labels[layout.voc_train[0]])
+    check_split(tmp_path / "tfds", "train_aug", sorted(expected), expected, layout.images)
+    if sbd == "mat":  # the last extra image is only in SBD's img/ folder
+        assert "benchmark_RELEASE" in str(layout.images[layout.extra[-1]])
 
 
 def test_cityscapes_maps_label_ids_with_the_official_table(tmp_path):
-    labels_module = pytest.importorskip("cityscapesscripts.helpers.labels")
     table = np.full(256, 255, dtype=np.uint8)
-    for label in labels_module.labels:  # the independent source of the mapping
+    for label in cityscapes_labels.labels:  # the independent source of the mapping
         if label.id >= 0 and label.trainId not in (-1, 255):
             table[label.id] = label.trainId
-    sources = make_cityscapes(tmp_path / "manual", np.random.default_rng(1))
+    sources = data_layouts.make_cityscapes(tmp_path / "manual", np.random.default_rng(1))
     builder = data.build("cityscapes_seg", tmp_path / "manual", tmp_path / "tfds")
     assert {n: s.num_examples for n, s in builder.info.splits.items()} == {
-        "train": 3, "val": 2}
+        "train": 3, "val": 2, "train_extra": 2}
     assert builder.info.features["classes"].feature.num_classes == 19
-    for split in ("train", "val"):
-        for name, (image, label, _) in read_split(str(tmp_path / "tfds"), "cityscapes_seg",
-                                                  split).items():
+    seen = set()
+    for split, prefixes in (("train", ("aachen", "bonn")), ("val", ("lindau",)),
+                            ("train_extra", ("erfurt",))):  # train_extra: the gtCoarse maps
+        examples = read_split(str(tmp_path / "tfds"), "cityscapes_seg", split)
+        assert all(name.startswith(prefixes) for name in examples), split
+        for name, (image, label, _) in examples.items():
             source_image, ids = sources[name]
             np.testing.assert_array_equal(image, source_image)  # PNG: lossless
             np.testing.assert_array_equal(label, table[ids])
+            seen.add(name)
+    assert seen == set(sources)
 
 
 def test_coco_keeps_voc_classes_and_large_regions(tmp_path):
-    mask_api = pytest.importorskip("pycocotools.mask")
-    root = tmp_path / "manual"
-    rng = np.random.default_rng(2)
-    sizes = {1: (60, 80), 2: (60, 80), 3: (50, 40)}
-    for image_id, (height, width) in sizes.items():
-        write_jpeg(str(root / "val2017" / f"{image_id:012d}.jpg"), rng, height, width)
-    categories = [{"id": 1, "name": "person"}, {"id": 62, "name": "chair"},
-                  {"id": 70, "name": "toilet"}]
-    voc_names = ["airplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
-                 "cow", "dining table", "dog", "horse", "motorcycle", "potted plant",
-                 "sheep", "couch", "train", "tv"]
-    categories += [{"id": 100 + i, "name": n} for i, n in enumerate(voc_names)]
-    rle_mask = np.zeros((60, 80), dtype=np.uint8, order="F")
-    rle_mask[5:15, 50:70] = 1
-    rle = mask_api.encode(rle_mask)
-    rle["counts"] = rle["counts"].decode()
-    annotations = [
-        # image 1: a 40x30 person rectangle (1200 px) with a chair (RLE, crowd) on top.
-        {"id": 1, "image_id": 1, "category_id": 1, "iscrowd": 0, "area": 1200.0,
-         "segmentation": [[10, 10, 50, 10, 50, 40, 10, 40]], "bbox": [10, 10, 40, 30]},
-        {"id": 2, "image_id": 1, "category_id": 62, "iscrowd": 1, "area": 200.0,
-         "segmentation": rle, "bbox": [50, 5, 20, 10]},
-        # image 2: a toilet (not VOC: background) and a small person (< 1000 px): dropped.
-        {"id": 3, "image_id": 2, "category_id": 70, "iscrowd": 0, "area": 2400.0,
-         "segmentation": [[0, 0, 60, 0, 60, 40, 0, 40]], "bbox": [0, 0, 60, 40]},
-        {"id": 4, "image_id": 2, "category_id": 1, "iscrowd": 0, "area": 100.0,
-         "segmentation": [[0, 0, 10, 0, 10, 10, 0, 10]], "bbox": [0, 0, 10, 10]},
-    ]
-    images = [{"id": i, "file_name": f"{i:012d}.jpg", "height": h, "width": w}
-              for i, (h, w) in sizes.items()]
-    os.makedirs(root / "annotations")
-    (root / "annotations" / "instances_val2017.json").write_text(json.dumps(
-        {"images": images, "annotations": annotations, "categories": categories}))
+    layout = data_layouts.make_coco(tmp_path / "manual", np.random.default_rng(2))
+    root = layout.root
     builder = data.build("coco_voc_seg", root, tmp_path / "tfds")
     assert {n: s.num_examples for n, s in builder.info.splits.items()} == {"val": 1}
     (name, (image, label, classes)), = read_split(str(tmp_path / "tfds"), "coco_voc_seg",
@@ -195,10 +128,17 @@ def test_coco_keeps_voc_classes_and_large_regions(tmp_path):
     np.testing.assert_array_equal(image, decoded(str(root / "val2017" / name)))
     person, chair = visualization.VOC_CLASSES.index("person"), \
         visualization.VOC_CLASSES.index("chair")
-    np.testing.assert_array_equal(label[rle_mask.astype(bool)], chair)  # RLE, exact
+    rle_mask = layout.rle_mask.astype(bool)
+    np.testing.assert_array_equal(label[rle_mask], chair)  # RLE, exact
     np.testing.assert_array_equal(label[12:39, 12:49], person)  # polygon interior
     assert (label[45:] == 0).all() and (label[:, :9] == 0).all()
     assert classes.tolist() == sorted([0, person, chair])
+    # The rasterisation, independently: pycocotools' own polygon mask of the person.
+    height, width = label.shape
+    polygon = mask_api.decode(mask_api.merge(mask_api.frPyObjects(
+        layout.dataset["annotations"][0]["segmentation"], height, width))).astype(bool)
+    np.testing.assert_array_equal(label[polygon & ~rle_mask], person)
+    assert (label[~polygon & ~rle_mask] == 0).all()
 
 
 def test_command_line_tools(tmp_path):

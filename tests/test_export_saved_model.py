@@ -1,6 +1,10 @@
 """SavedModel export: reloaded in a fresh process that cannot import deeplab_tf, both
 signatures give the Keras model's labels, and bad inputs get a per-image status or a clear
 error without breaking the next request.
+
+The model has a known answer (tests/known_answer.py: each class is the nearest of five
+colours), so the labels compared are not one constant class: a mosaic of the five colours
+must come back as those five classes, and the labels of every image must equal Keras'.
 """
 import io
 import json
@@ -17,9 +21,15 @@ from deeplab_tf import config as config_lib
 from deeplab_tf.evaluation import inference
 from deeplab_tf.export import saved_model, serving
 
+import known_answer
+
 NUM_CLASSES = 5
 SCALES = (0.75, 1.0)  # baked in, with flip: the served labels must include both
 SIZES = ((1, 1), (17, 23), (40, 29))
+COLOURS = known_answer.distinct_colours(NUM_CLASSES)
+# 128x192: every class, and each tile's centre far enough from the edges to be known.
+MOSAIC, MOSAIC_CLASSES = known_answer.mosaic([[0, 1, 2], [3, 4, 0]], COLOURS, 64)
+MAX_PIXELS = 160 * 160
 
 
 def png_bytes(array):
@@ -46,19 +56,14 @@ def scene(height, width, seed):
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    tf.keras.utils.set_random_seed(1)
     config = config_lib.ExperimentConfig()
     config.model.depth = 50
     config.model.num_classes = NUM_CLASSES
-    model = config_lib.build_model(config.model)
-    # Tame the random logits (std ~1) so the softmax averaging matters for the labels.
-    logits = np.asarray(model(scene(33, 33, 0)[None].astype(np.float32)))
-    kernel, bias = model.get_layer("logits").get_weights()
-    model.get_layer("logits").set_weights([kernel / logits.std(),
-                                           (bias - logits.mean()) / logits.std()])
+    model = known_answer.set_nearest_colour_weights(config_lib.build_model(config.model),
+                                                    COLOURS)
     export_dir = str(tmp_path_factory.mktemp("export") / "model")
     metadata = saved_model.export_saved_model(model, export_dir, scales=SCALES, flip=True,
-                                              probabilities=True, max_pixels=100 * 100)
+                                              probabilities=True, max_pixels=MAX_PIXELS)
     return model, export_dir, metadata
 
 
@@ -86,7 +91,7 @@ result["empty_bytes_labels_shape"] = np.array(empty["labels"].shape)
 empty = loaded.signatures["serve_images"](images=tf.zeros([0, 8, 8, 3], tf.uint8))
 result["empty_images_labels_shape"] = np.array(empty["labels"].shape)
 try:
-    loaded.signatures["serve_images"](images=tf.zeros([1, 101, 100, 3], tf.uint8))
+    loaded.signatures["serve_images"](images=tf.zeros([1, 161, 160, 3], tf.uint8))
     result["too_large_error"] = np.array("none")
 except tf.errors.InvalidArgumentError as error:
     result["too_large_error"] = np.array(error.message[:300])
@@ -108,19 +113,19 @@ def test_fresh_process_serves_the_keras_labels(exported, tmp_path):
     assert metadata["output_stride"] == 16 and metadata["scales"] == list(SCALES)
     assert json.load(open(os.path.join(export_dir, "deeplab_export.json")))["flip"] is True
 
-    images = [scene(h, w, seed) for seed, (h, w) in enumerate(SIZES)]
+    images = [scene(h, w, seed) for seed, (h, w) in enumerate(SIZES)] + [MOSAIC]
     gray = scene(21, 26, 7)[..., 0]
     rgba = np.dstack([scene(19, 24, 8), np.full((19, 24), 77, np.uint8)])
     deep = (scene(18, 20, 9)[..., 1].astype(np.uint16) * 257)  # 16-bit grayscale PNG
     jpeg = jpeg_bytes(scene(30, 22, 10))
     big = io.BytesIO()
-    Image.new("RGB", (120, 100)).save(big, format="PNG")  # over max_pixels = 100*100
+    Image.new("RGB", (170, 160)).save(big, format="PNG")  # over max_pixels = 160*160
     encoded = [png_bytes(i) for i in images] + [
-        b"this is not an image at all, just bytes",  # 3: invalid
-        png_bytes(images[2])[:60],                    # 4: truncated PNG
-        png_bytes(gray), png_bytes(rgba), png_bytes(deep), jpeg,  # 5..8
-        big.getvalue(),                               # 9: too large
-        b""]                                          # 10: empty string
+        b"this is not an image at all, just bytes",  # 4: invalid
+        png_bytes(images[2])[:60],                    # 5: truncated PNG
+        png_bytes(gray), png_bytes(rgba), png_bytes(deep), jpeg,  # 6..9
+        big.getvalue(),                               # 10: too large
+        b""]                                          # 11: empty string
     arrays = {f"array_{i}": np.stack([image, image[::-1, ::-1]])
               for i, image in enumerate(images)}
     inputs = str(tmp_path / "inputs.npz")
@@ -136,12 +141,12 @@ def test_fresh_process_serves_the_keras_labels(exported, tmp_path):
 
     ok, invalid, too_large = serving.STATUS_OK, serving.STATUS_INVALID, serving.STATUS_TOO_LARGE
     np.testing.assert_array_equal(served["bytes_status"],
-                                  [ok] * 3 + [invalid, invalid] + [ok] * 4 + [too_large, invalid])
+                                  [ok] * 4 + [invalid, invalid] + [ok] * 4 + [too_large, invalid])
     decoded = images + [None, None, np.dstack([gray] * 3), rgba[..., :3],
                         np.dstack([(deep >> 8).astype(np.uint8)] * 3),
                         tf.io.decode_jpeg(jpeg).numpy(), None, None]
     labels = served["bytes_labels"]
-    assert labels.shape == (11, 40, 29)
+    assert labels.shape == (12,) + MOSAIC.shape[:2]
     for i, image in enumerate(decoded):
         if image is None:
             assert served["bytes_heights"][i] == served["bytes_widths"][i] == 0
@@ -156,18 +161,26 @@ def test_fresh_process_serves_the_keras_labels(exported, tmp_path):
         probabilities = served["bytes_probabilities"][i, :height, :width]
         np.testing.assert_allclose(probabilities.sum(-1), 1.0, atol=1e-5)
 
-    distinct = 0
     for i, image in enumerate(images):
         got = served[f"images_labels_{i}"]
         assert got.shape == (2,) + image.shape[:2]
         np.testing.assert_array_equal(got[0], keras_labels(predict, image))
         np.testing.assert_array_equal(got[1], keras_labels(predict, image[::-1, ::-1]))
-        distinct += len(np.unique(got))
-    assert distinct > len(images)  # the labels are not one constant class
+
+    # The known answer: the mosaic's tiles come back as their classes, all five of them,
+    # through both signatures (and the flipped copy as the flipped classes).
+    safe = known_answer.safe_mask(MOSAIC_CLASSES)
+    assert safe.sum() >= 6 * 8 * 8
+    mosaic = len(SIZES)
+    for got, classes in ((labels[mosaic], MOSAIC_CLASSES),
+                         (served[f"images_labels_{mosaic}"][0], MOSAIC_CLASSES),
+                         (served[f"images_labels_{mosaic}"][1][::-1, ::-1], MOSAIC_CLASSES)):
+        np.testing.assert_array_equal(got[safe], classes[safe])
+        assert sorted(np.unique(got)) == list(range(NUM_CLASSES))
 
     assert tuple(served["empty_bytes_labels_shape"]) == (0, 0, 0)
     assert tuple(served["empty_images_labels_shape"]) == (0, 8, 8)
-    assert "max_pixels=10000" in str(served["too_large_error"])
+    assert f"max_pixels={MAX_PIXELS}" in str(served["too_large_error"])
     np.testing.assert_array_equal(served["after_error_labels"], served["images_labels_0"])
 
 

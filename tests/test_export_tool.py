@@ -1,5 +1,7 @@
 """tools.export: a work dir's checkpoint to a SavedModel; bad checkpoints refused.
 
+The checkpoints hold a model with a known answer (tests/known_answer.py: class k is the
+nearest of num_classes colours), so the served labels are checked against it too.
 (The TFLite conversion itself is tested in test_export_tflite.py.)
 """
 import json
@@ -14,6 +16,8 @@ import tensorflow as tf
 from deeplab_tf import config as config_lib
 from deeplab_tf.evaluation import inference
 
+import known_answer
+
 
 def make_workdir(path, num_classes):
     config = config_lib.ExperimentConfig(name="test")
@@ -21,8 +25,8 @@ def make_workdir(path, num_classes):
     config.model.num_classes = num_classes
     config.data.num_classes = num_classes
     config.eval.output_stride = 16
-    tf.keras.utils.set_random_seed(num_classes)
-    model = config_lib.build_model(config.model)
+    model = known_answer.set_nearest_colour_weights(
+        config_lib.build_model(config.model), known_answer.distinct_colours(num_classes))
     os.makedirs(path)
     with open(os.path.join(path, "config.json"), "w") as f:
         f.write(config_lib.to_json(config))
@@ -59,9 +63,15 @@ def test_export_serves_the_checkpoint(tmp_path):
     assert metadata["scales"] == [1.0] and metadata["output_stride"] == 16
     assert metadata["num_classes"] == 6 and metadata["probabilities"] is False
 
-    image = np.random.default_rng(0).integers(0, 256, (1, 33, 33, 3), dtype=np.uint8)
+    mosaic, classes = known_answer.mosaic([[0, 1, 2], [3, 4, 5]],
+                                          known_answer.distinct_colours(6), 64)
+    image = np.stack([mosaic, np.random.default_rng(0).integers(0, 256, mosaic.shape,
+                                                                 dtype=np.uint8)])
     expected = np.asarray(inference.predict_labels(model, image.astype(np.float32)))
     loaded = tf.saved_model.load(str(export_dir))
     served = loaded.signatures["serve_images"](images=tf.constant(image))
     assert set(served) == {"labels"}
     np.testing.assert_array_equal(served["labels"], expected)
+    safe = known_answer.safe_mask(classes)
+    np.testing.assert_array_equal(served["labels"][0].numpy()[safe], classes[safe])
+    assert sorted(np.unique(served["labels"][0])) == list(range(6))

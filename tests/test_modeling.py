@@ -54,14 +54,22 @@ def test_plan_cascaded_blocks_rates_double_per_block():
     assert modeling.effective_output_stride(modeling.plan_blocks(50, 64, (1, 1, 1), 3)) == 64
 
 
-@pytest.mark.parametrize("bad", [dict(output_stride=12), dict(output_stride=64),
-                                  dict(depth=34), dict(multi_grid=(1, 2)),
-                                  dict(extra_blocks=4),
-                                  dict(output_stride=None, extra_blocks=1)])
-def test_plan_rejects_what_the_network_cannot_do(bad):
+@pytest.mark.parametrize("bad,message", [
+    (dict(output_stride=12), r"output_stride must be None or one of .*, got 12"),
+    (dict(output_stride=64), r"output_stride 64 is out of reach: depth 50 with 0 extra "
+                             r"blocks stops at stride 32"),
+    (dict(depth=34), r"depth must be one of \[50, 101\], got 34"),
+    (dict(multi_grid=(1, 2)), r"multi_grid needs 3 positive unit rates, got \(1, 2\)"),
+    (dict(extra_blocks=4), r"extra_blocks must be 0\.\.3 .*, got 4"),
+    # Without atrous convolution block4 strides, so multi-grid (1, 2, 4) cannot apply.
+    (dict(output_stride=None, extra_blocks=1),
+     r"block4 unit 3 strides by 2, so its multi-grid rate must be 1, got "
+     r"multi_grid=\(1, 2, 4\)"),
+])
+def test_plan_rejects_what_the_network_cannot_do(bad, message):
     kwargs = dict(depth=50, output_stride=16, multi_grid=(1, 2, 4), extra_blocks=0)
     kwargs.update(bad)
-    with pytest.raises(ValueError, match=str(list(bad.values())[-1]).strip("()")):
+    with pytest.raises(ValueError, match=message):
         modeling.plan_blocks(**kwargs)
 
 

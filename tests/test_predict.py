@@ -13,6 +13,8 @@ from deeplab_tf import config as config_lib
 from deeplab_tf import visualization
 from deeplab_tf.evaluation import inference
 
+import known_answer
+
 
 def test_voc_palette_matches_the_devkit_colours():
     palette = visualization.voc_palette()
@@ -70,11 +72,15 @@ def write_workdir(workdir, model, config):
 
 
 def test_predict_tool_writes_masks_and_skips_bad_files(tmp_path):
+    """On a model with a known answer (tests/known_answer.py: class k is the nearest of 21
+    colours), a mosaic of the 21 colours must come back as the 21 VOC classes."""
     config = config_lib.ExperimentConfig(name="test")
     config.model.depth = 50
     config.eval.output_stride = 16
     config.data.dataset = "synthetic_voc"
-    model = config_lib.build_model(config.model)
+    colours = known_answer.distinct_colours(21)
+    model = known_answer.set_nearest_colour_weights(config_lib.build_model(config.model),
+                                                    colours)
     write_workdir(str(tmp_path / "work"), model, config)
 
     inputs = tmp_path / "inputs"
@@ -82,6 +88,8 @@ def test_predict_tool_writes_masks_and_skips_bad_files(tmp_path):
     rng = np.random.default_rng(0)
     photo = rng.integers(0, 256, (21, 30, 3), dtype=np.uint8)
     Image.fromarray(photo).save(inputs / "photo.png")
+    mosaic, mosaic_classes = known_answer.mosaic(np.arange(21).reshape(3, 7), colours, 64)
+    Image.fromarray(mosaic).save(inputs / "mosaic.png")
     Image.fromarray(photo[:9, :13, 0]).save(inputs / "gray.png")
     (inputs / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
     (inputs / "notes.txt").write_text("not an image, and not picked from the directory")
@@ -97,10 +105,11 @@ def test_predict_tool_writes_masks_and_skips_bad_files(tmp_path):
     assert process.returncode == 1, process.stderr[-3000:]  # some files were skipped
     assert "broken.jpg: skipped" in process.stderr
     assert "missing.png: skipped" in process.stderr
-    assert "[2/5]" in process.stdout and "done: 3 predicted, 2 skipped" in process.stdout
+    assert "[2/6]" in process.stdout and "done: 4 predicted, 2 skipped" in process.stdout
 
     predict = inference.make_predict_fn(model)
     for name, image in (("photo", photo), ("gray", np.dstack([photo[:9, :13, 0]] * 3)),
+                        ("mosaic", mosaic),
                         ("single", tf.io.decode_jpeg(single.read_bytes()).numpy())):
         labels = np.array(Image.open(output / "labels" / f"{name}.png"))
         expected = predict(tf.constant(image[None], tf.float32))[0].numpy()[0]
@@ -108,7 +117,13 @@ def test_predict_tool_writes_masks_and_skips_bad_files(tmp_path):
         colours = np.array(Image.open(output / "colors" / f"{name}.png"))
         np.testing.assert_array_equal(colours, visualization.voc_palette()[expected])
         assert np.array(Image.open(output / "overlays" / f"{name}.png")).shape == image.shape
-    assert sorted(os.listdir(output / "labels")) == ["gray.png", "photo.png", "single.png"]
+    assert sorted(os.listdir(output / "labels")) == ["gray.png", "mosaic.png", "photo.png",
+                                                      "single.png"]
+    labels = np.array(Image.open(output / "labels" / "mosaic.png"))
+    safe = known_answer.safe_mask(mosaic_classes)
+    assert safe.sum() == 21 * 8 * 8
+    np.testing.assert_array_equal(labels[safe], mosaic_classes[safe])
+    assert sorted(np.unique(labels)) == list(range(21))
 
 
 def test_decode_image_names_each_problem():

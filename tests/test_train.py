@@ -115,13 +115,16 @@ def test_training_writes_summaries_checkpoints_and_config(data_dir, tmp_path):
     for tag in ("loss", "cross_entropy", "weight_decay", "learning_rate", "pixel_accuracy",
                 "mean_iou", "step_time", "examples_per_second"):
         assert sorted(found[tag]) == [1, 2, 3, 4], tag
-    schedule = schedule_lib.poly_schedule(0.01, 4)
     for step, value in found["learning_rate"].items():
-        assert value == pytest.approx(float(schedule(step - 1)), rel=1e-6)
+        # Paper 4.1's poly policy by hand: the rate the update of step `step` used.
+        assert value == pytest.approx(0.01 * (1 - (step - 1) / 4) ** 0.9, rel=1e-6)
     for step in (1, 2, 3, 4):
         total = found["cross_entropy"][step] + found["weight_decay"][step]
         assert found["loss"][step] == pytest.approx(total, rel=1e-6)
-        assert 0.0 <= found["mean_iou"][step] <= found["pixel_accuracy"][step] <= 1.0
+        # (mIoU may exceed pixel accuracy; both are checked against ConfusionMatrix in
+        # tests/test_train_summaries.py.)
+        assert 0.0 <= found["mean_iou"][step] <= 1.0
+        assert 0.0 <= found["pixel_accuracy"][step] <= 1.0
     for tag in ("image", "ground_truth", "prediction"):
         assert sorted(found[tag]) == [2, 4], tag
         # An image summary is [width, height, PNG]: decode and check the crop size.

@@ -8,7 +8,11 @@ pixels", with every non-VOC class as background. The user's copy is the TFDS man
 
 Instances (polygons and RLE, crowd included) are rasterised with pycocotools (the
 optional `coco` extra), larger instances first so smaller ones stay visible on top.
+pycocotools trusts its input (a dangling image id is a KeyError, an odd-length polygon is
+rasterised anyway), so the instances file is checked first: every problem is a DataError
+naming the file and the annotation.
 """
+import json
 import os
 
 import numpy as np
@@ -26,6 +30,7 @@ COCO_TO_VOC_NAMES = {"airplane": "aeroplane", "dining table": "diningtable",
 
 
 def _coco_api(annotation_file):
+    """A pycocotools COCO index of `annotation_file`, after `check_instances`."""
     try:
         from pycocotools.coco import COCO
     except ImportError:
@@ -34,10 +39,75 @@ def _coco_api(annotation_file):
     if not os.path.isfile(annotation_file):
         raise validation.DataError(f"{annotation_file}: annotation file does not exist")
     try:
-        return COCO(annotation_file)
-    except (ValueError, KeyError) as error:
-        raise validation.DataError(f"{annotation_file}: not a COCO instances file "
-                                   f"({error})") from None
+        with open(annotation_file) as f:
+            dataset = json.load(f)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise validation.DataError(f"{annotation_file}: not a COCO instances file (invalid "
+                                   f"JSON: {error})") from None
+    check_instances(dataset, annotation_file)
+    coco = COCO()
+    coco.dataset = dataset
+    coco.createIndex()
+    coco.annotation_file = annotation_file
+    return coco
+
+
+def _check_segmentation(segmentation, image):
+    """A polygon list (each polygon x,y pairs, at least 3 points) or an RLE of the image size."""
+    if isinstance(segmentation, list):
+        for polygon in segmentation:
+            if not isinstance(polygon, list) or len(polygon) < 6 or len(polygon) % 2:
+                length = len(polygon) if isinstance(polygon, list) else type(polygon).__name__
+                return (f"a polygon needs x,y pairs of at least 3 points, got {length} "
+                        f"numbers")
+        return None if segmentation else "an empty polygon list"
+    if isinstance(segmentation, dict) and "counts" in segmentation:
+        size = list(segmentation.get("size", ()))
+        if size != [image["height"], image["width"]]:
+            return (f"RLE size {size} is not its image's {image['height']}x"
+                    f"{image['width']}")
+        return None
+    return f"segmentation is neither polygons nor RLE ({type(segmentation).__name__})"
+
+
+def check_instances(dataset, annotation_file):
+    """Raises a DataError naming the file for anything pycocotools would misread."""
+    def fail(message):
+        raise validation.DataError(f"{annotation_file}: {message}")
+
+    if not isinstance(dataset, dict):
+        fail(f"not a COCO instances file (top level is a {type(dataset).__name__})")
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(dataset.get(key), list):
+            fail(f"not a COCO instances file (no '{key}' list)")
+    images, categories = {}, set()
+    for image in dataset["images"]:
+        if not isinstance(image, dict) or not all(
+                k in image for k in ("id", "file_name", "height", "width")):
+            fail(f"image entry {str(image)[:80]} lacks id, file_name, height or width")
+        images[image["id"]] = image
+    for category in dataset["categories"]:
+        if not isinstance(category, dict) or "id" not in category or "name" not in category:
+            fail(f"category entry {str(category)[:80]} lacks id or name")
+        categories.add(category["id"])
+    for annotation in dataset["annotations"]:
+        if not isinstance(annotation, dict):
+            fail(f"annotation entry {str(annotation)[:80]} is not an object")
+        where = f"annotation {annotation.get('id', '?')}"
+        missing = [k for k in ("image_id", "category_id", "segmentation", "area")
+                   if k not in annotation]
+        if missing:
+            fail(f"{where} lacks {', '.join(missing)}")
+        if annotation["image_id"] not in images:
+            fail(f"{where} names image id {annotation['image_id']}, which is not in "
+                 f"'images'")
+        if annotation["category_id"] not in categories:
+            fail(f"{where} names category id {annotation['category_id']}, which is not in "
+                 f"'categories'")
+        problem = _check_segmentation(annotation["segmentation"],
+                                      images[annotation["image_id"]])
+        if problem:
+            fail(f"{where}: {problem}")
 
 
 def voc_category_map(coco):
@@ -51,7 +121,8 @@ def voc_category_map(coco):
     if len(set(mapping.values())) != NUM_CLASSES - 1:
         missing = set(visualization.VOC_CLASSES[1:]) - {
             visualization.VOC_CLASSES[i] for i in mapping.values()}
-        raise validation.DataError(f"COCO categories lack VOC classes {sorted(missing)}")
+        raise validation.DataError(f"{coco.annotation_file}: the categories lack VOC "
+                                   f"classes {sorted(missing)}")
     return mapping
 
 
@@ -61,7 +132,13 @@ def voc_label(coco, image_info, mapping):
     annotations = coco.loadAnns(coco.getAnnIds(imgIds=image_info["id"], iscrowd=None))
     annotations = [a for a in annotations if a["category_id"] in mapping]
     for annotation in sorted(annotations, key=lambda a: -a["area"]):
-        label[coco.annToMask(annotation).astype(bool)] = mapping[annotation["category_id"]]
+        try:
+            mask = coco.annToMask(annotation).astype(bool)
+        except (ValueError, TypeError) as error:  # e.g. RLE counts that do not decode
+            raise validation.DataError(f"{coco.annotation_file}: annotation "
+                                       f"{annotation.get('id', '?')} does not rasterise "
+                                       f"({error})") from None
+        label[mask] = mapping[annotation["category_id"]]
     return label
 
 

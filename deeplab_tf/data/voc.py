@@ -12,6 +12,7 @@ VOC's own PNGs where they exist, else SegmentationClassAug, else the SBD .mat fi
 """
 import os
 
+import numpy as np
 import scipy.io
 import tensorflow_datasets as tfds
 
@@ -35,14 +36,24 @@ def find_voc_root(manual_dir):
 def read_sbd_label(path):
     """SBD's class map: GTcls.Segmentation of a MATLAB .mat file, as uint8."""
     try:
-        segmentation = scipy.io.loadmat(path, squeeze_me=True, struct_as_record=False)[
-            "GTcls"].Segmentation
-    except (OSError, ValueError, KeyError, AttributeError, TypeError) as error:
-        raise validation.DataError(f"{path}: not a readable SBD GTcls .mat file "
+        contents = scipy.io.loadmat(path, squeeze_me=True, struct_as_record=False)
+    except Exception as error:  # scipy's parser fails on garbage in many ways (IndexError...)
+        raise validation.DataError(f"{path}: not a readable MATLAB .mat file "
                                    f"({type(error).__name__}: {error})") from None
-    if segmentation.ndim != 2 or segmentation.min() < 0 or segmentation.max() > 255:
+    segmentation = getattr(contents.get("GTcls"), "Segmentation", None)
+    if segmentation is None:
+        raise validation.DataError(f"{path}: no GTcls.Segmentation (an SBD cls/*.mat file "
+                                   f"holds the struct GTcls; found {sorted(contents)})")
+    segmentation = np.asarray(segmentation)
+    if segmentation.ndim != 2 or not (np.issubdtype(segmentation.dtype, np.integer) or
+                                      np.issubdtype(segmentation.dtype, np.floating)):
         raise validation.DataError(f"{path}: GTcls.Segmentation is not a 2-D map of class "
-                                   f"ids (shape {segmentation.shape})")
+                                   f"ids (shape {segmentation.shape}, {segmentation.dtype})")
+    if segmentation.size and (segmentation.min() < 0 or segmentation.max() > 255 or
+                              np.any(segmentation != np.round(segmentation))):
+        raise validation.DataError(f"{path}: GTcls.Segmentation holds values that are not "
+                                   f"class ids 0..255 (from {segmentation.min()} to "
+                                   f"{segmentation.max()})")
     return segmentation.astype("uint8")
 
 

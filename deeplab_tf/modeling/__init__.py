@@ -1,4 +1,5 @@
-"""DeepLabv3 models in Keras 3 (keras.layers / keras.ops only: any Keras backend)."""
+"""DeepLabv3 models in Keras 3 (keras.layers / keras.ops only; tested on the TensorFlow and
+JAX backends)."""
 from deeplab_tf.modeling.aspp import ASPP_RATES_AT_OS16, scaled_rates
 from deeplab_tf.modeling.deeplabv3 import (DeepLabV3, deeplabv3, upsample_logits,
                                            with_upsampled_logits)

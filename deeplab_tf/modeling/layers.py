@@ -1,7 +1,7 @@
 """Small building blocks shared by the backbone and the ASPP head.
 
-Only `keras.layers` and `keras.ops`: the model must run on the TensorFlow, JAX and
-PyTorch backends alike (the GPU machine has no TensorFlow).
+Only `keras.layers` and `keras.ops`: the model must run on the TensorFlow and JAX backends
+alike (the GPU machine has no TensorFlow); both are tested (tests/test_backends.py).
 """
 import keras
 from keras import ops
@@ -70,7 +70,7 @@ def _interpolation_matrix(in_size, out_size, dtype):
 
 
 def resize_bilinear(x, size):
-    """Bilinear resize of an NHWC tensor with aligned corners, on any Keras backend.
+    """Bilinear resize of an NHWC tensor with aligned corners, on TensorFlow and JAX.
 
     The DeepLab code resizes with align_corners=True, and with the slim padding above a
     feature pixel i sits on input pixel output_stride*i: aligned corners are the geometry
