@@ -110,7 +110,7 @@ def synthetic_batch(batch_size, crop_size, num_classes, seed=0):
 # Steps: each builder returns (run, sync); run(images, labels) -> something to sync on.
 
 
-def _jax_train_step(model, optimizer, crop_size):
+def _jax_train_step(model, optimizer, crop_size, images, labels):
     import jax
 
     trainable = [v.value for v in model.trainable_variables]
@@ -140,14 +140,37 @@ def _jax_train_step(model, optimizer, crop_size):
                                                               trainable)
         return loss, (trainable, non_trainable, optimizer_vars)
 
-    step = jax.jit(step, donate_argnums=0)
     state = [(trainable, non_trainable, optimizer_vars)]
+    # Compiled ahead of time on the real batch, so XLA's buffer assignment can be read.
+    step = jax.jit(step, donate_argnums=0).lower(state[0], images, labels).compile()
 
     def run(images, labels):
         loss, state[0] = step(state[0], images, labels)
         return loss
 
-    return run, _jax_sync
+    return run, _jax_sync, xla_memory(step)
+
+
+def xla_memory(compiled):
+    """GiB of XLA's buffer assignment for a compiled JAX step (None where not reported).
+
+    temp is the step's own scratch (activations kept for the backward pass, workspaces
+    XLA assigned); arguments and outputs are the live state and batch; alias is what
+    donated arguments share with outputs. peak is XLA's own estimate of the step's peak.
+    """
+    try:
+        stats = compiled.memory_analysis()
+    except Exception:  # noqa: BLE001 -- some backends do not implement it
+        return None
+    if stats is None:
+        return None
+    names = ("temp", "argument", "output", "alias", "peak_memory")
+    out = {}
+    for name in names:
+        value = getattr(stats, f"{name}_size_in_bytes" if name != "peak_memory"
+                        else "peak_memory_in_bytes", None)
+        out[name.replace("_memory", "") + "_gib"] = None if value is None else value / 2**30
+    return out
 
 
 def _jax_sync(value):
@@ -171,31 +194,32 @@ def _tf_train_step(model, optimizer, crop_size, xla):
         optimizer.apply(grads, model.trainable_variables)
         return loss
 
-    return run, _tf_sync
+    return run, _tf_sync, None
 
 
 def _tf_sync(value):
     value.numpy()
 
 
-def _jax_infer(model):
+def _jax_infer(model, images):
     import jax
 
     trainable = [v.value for v in model.trainable_variables]
     non_trainable = [v.value for v in model.non_trainable_variables]
 
-    @jax.jit
     def forward(trainable, non_trainable, images):
         return model.stateless_call(trainable, non_trainable, images, training=False)[0]
 
-    return (lambda images, labels: forward(trainable, non_trainable, images)), _jax_sync
+    forward = jax.jit(forward).lower(trainable, non_trainable, images).compile()
+    return ((lambda images, labels: forward(trainable, non_trainable, images)), _jax_sync,
+            xla_memory(forward))
 
 
 def _tf_infer(model, xla):
     import tensorflow as tf
 
     forward = tf.function(lambda images: model(images, training=False), jit_compile=xla)
-    return (lambda images, labels: forward(images)), _tf_sync
+    return (lambda images, labels: forward(images)), _tf_sync, None
 
 
 def _device_arrays(images, labels):
@@ -232,20 +256,44 @@ def device_description():
     return "cpu", "cpu"
 
 
-def peak_memory():
-    """(GiB, what was measured): device peak where the backend exposes it, else host RSS."""
+def device_memory():
+    """(GiB in use now, GiB peak so far) on the device, or None on a CPU.
+
+    The peak covers the whole process: compilation and the autotuner's trial buffers
+    (cuDNN workspaces) included, not only the timed steps.
+    """
     backend = keras.backend.backend()
     if backend == "jax":
         import jax
         device = jax.devices()[0]
         stats = device.memory_stats() if device.platform != "cpu" else None
         if stats and "peak_bytes_in_use" in stats:
-            return stats["peak_bytes_in_use"] / 2**30, "device peak_bytes_in_use"
+            return stats["bytes_in_use"] / 2**30, stats["peak_bytes_in_use"] / 2**30
     elif backend == "tensorflow":
         import tensorflow as tf
         if tf.config.list_logical_devices("GPU"):
             info = tf.config.experimental.get_memory_info("GPU:0")
-            return info["peak"] / 2**30, "device peak (tf get_memory_info)"
+            return info["current"] / 2**30, info["peak"] / 2**30
+    return None
+
+
+def reset_device_peak():
+    """Starts a new peak where the backend allows it (TensorFlow; JAX cannot)."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+        if tf.config.list_logical_devices("GPU"):
+            tf.config.experimental.reset_memory_stats("GPU:0")
+            return True
+    return False
+
+
+def peak_memory():
+    """(GiB, what was measured): device peak where the backend exposes it, else host RSS."""
+    memory = device_memory()
+    if memory is not None:
+        kind = ("device peak_bytes_in_use" if keras.backend.backend() == "jax"
+                else "device peak (tf get_memory_info)")
+        return memory[1], kind
     # Linux reports ru_maxrss in KiB.
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / 2**20, "host peak RSS of the process"
@@ -258,6 +306,28 @@ def peak_tflops(device_name, precision):
     return None
 
 
+def _memory_figures(after_warmup, after_steps, steps_peak_resettable, xla):
+    """The memory fields of a measurement, each saying what it covers.
+
+    process_peak_gib: everything since the process started (compile, autotuning).
+    steps_peak_gib: the timed steps alone, comparable with torch's peak after its warm-up:
+      measured where the backend can reset its peak (TensorFlow); on JAX, the memory held
+      after warm-up plus XLA's scratch for one step (temp), which is what a step adds.
+    """
+    out = dict(xla_memory=xla)
+    if after_warmup is None:
+        return out
+    out.update(held_after_warmup_gib=after_warmup[0], process_peak_gib=after_steps[1])
+    if steps_peak_resettable:
+        out["steps_peak_gib"] = after_steps[1]
+        out["steps_peak_kind"] = "device peak since the end of warm-up"
+        out["process_peak_gib"] = max(after_warmup[1], after_steps[1])
+    elif xla and xla.get("temp_gib") is not None:
+        out["steps_peak_gib"] = after_warmup[0] + xla["temp_gib"]
+        out["steps_peak_kind"] = "held after warm-up + XLA temp of the step"
+    return out
+
+
 # ---------------------------------------------------------------------------------------
 
 
@@ -267,7 +337,8 @@ def build_step(mode, depth=101, output_stride=16, batch_size=16, crop_size=513,
 
     Returns (run, sync, images, labels, model_facts): run(images, labels) does one training
     step or one forward pass, sync(value) waits for it; model_facts has the parameter
-    counts and forward FLOPs per image of the model as trained.
+    counts and forward FLOPs per image of the model as trained, and on JAX XLA's buffer
+    assignment of the compiled step (`xla_memory`, see `xla_memory`).
     """
     if mode not in ("train", "infer"):
         raise ValueError(f"mode must be 'train' or 'infer', got {mode!r}")
@@ -275,6 +346,7 @@ def build_step(mode, depth=101, output_stride=16, batch_size=16, crop_size=513,
     if backend not in ("jax", "tensorflow"):
         raise ValueError(f"the benchmark runs on the jax or tensorflow backend, not {backend}")
     set_precision(precision)
+    images, labels = _device_arrays(*synthetic_batch(batch_size, crop_size, num_classes))
     try:
         model = build_model(depth, output_stride, crop_size, num_classes)
         facts = dict(num_params=model.count_params(),
@@ -284,21 +356,22 @@ def build_step(mode, depth=101, output_stride=16, batch_size=16, crop_size=513,
         if mode == "train":
             optimizer = make_optimizer(precision)
             if backend == "jax":
-                run, sync = _jax_train_step(model, optimizer, crop_size)
+                run, sync, memory = _jax_train_step(model, optimizer, crop_size, images,
+                                                    labels)
             else:
-                run, sync = _tf_train_step(model, optimizer, crop_size, xla)
+                run, sync, memory = _tf_train_step(model, optimizer, crop_size, xla)
         else:
             model = modeling.with_upsampled_logits(model)
             if fold_batch_norm:
                 from deeplab_tf.modeling import fold_batch_norm as fold_lib
                 model = fold_lib.inference_model(model)
             if backend == "jax":
-                run, sync = _jax_infer(model)
+                run, sync, memory = _jax_infer(model, images)
             else:
-                run, sync = _tf_infer(model, xla)
+                run, sync, memory = _tf_infer(model, xla)
     finally:
         keras.config.set_dtype_policy("float32")
-    images, labels = _device_arrays(*synthetic_batch(batch_size, crop_size, num_classes))
+    facts["xla_memory"] = memory
     return run, sync, images, labels, facts
 
 
@@ -318,6 +391,10 @@ def measure(mode, depth=101, output_stride=16, batch_size=16, crop_size=513,
                                            facts["flops"])
     for _ in range(warmup):
         sync(run(images, labels))
+    # Memory before the timed steps: what stays allocated (weights, optimizer state, the
+    # batch) and the peak of everything so far (compilation and autotuning included).
+    after_warmup = device_memory()
+    steps_peak_resettable = reset_device_peak()
     times = []
     if mode == "train":
         start = time.perf_counter()
@@ -333,6 +410,8 @@ def measure(mode, depth=101, output_stride=16, batch_size=16, crop_size=513,
 
     kind, device_name = device_description()
     memory_gib, memory_kind = peak_memory()
+    memory = _memory_figures(after_warmup, device_memory(), steps_peak_resettable,
+                             facts["xla_memory"])
     result = dict(
         impl="deeplab_tf", backend=backend, keras=keras.__version__, device=kind,
         device_name=device_name, mode=mode, precision=precision,
@@ -349,7 +428,7 @@ def measure(mode, depth=101, output_stride=16, batch_size=16, crop_size=513,
         achieved = flops * batch_size / statistics.median(times)
     peak = peak_tflops(device_name, precision) if kind == "gpu" else None
     result.update(
-        peak_memory_gib=memory_gib, peak_memory_kind=memory_kind,
+        peak_memory_gib=memory_gib, peak_memory_kind=memory_kind, **memory,
         gflops_forward_per_image=flops / 1e9, gflops_method=FLOPS_METHOD,
         achieved_tflops=achieved / 1e12, peak_tflops=peak,
         mfu=None if peak is None else achieved / (peak * 1e12))

@@ -73,6 +73,31 @@ def test_layer_takes_the_taps_route_only_at_large_rates(monkeypatch):
     assert calls == [(3, 3), (12, 12)]
 
 
+def test_tensorflow_on_a_gpu_takes_the_output_taps_route(monkeypatch):
+    # The input-taps form answers slow CPU gradients; on a GPU TensorFlow would still go
+    # through SpaceToBatch, so it takes the form measured fastest there (output taps).
+    assert atrous_conv.route("tensorflow", "cpu") == (3, atrous_conv.atrous_conv_by_taps)
+    assert atrous_conv.route("tensorflow", "gpu") == (2, atrous_conv.atrous_conv_by_output_taps)
+    assert atrous_conv.route("torch", "gpu") == (None, None)
+    with tf.device("/CPU:0"):
+        assert atrous_conv.tensorflow_device_kind(tf.zeros([1])) == "cpu"
+    calls = []
+    original = atrous_conv.atrous_conv_by_output_taps
+    monkeypatch.setattr(atrous_conv, "tensorflow_device_kind", lambda tensor: "gpu")
+    monkeypatch.setattr(atrous_conv, "atrous_conv_by_output_taps",
+                        lambda *args: calls.append(args[2]) or original(*args))
+    x = tf.random.stateless_normal((1, 8, 8, 3), seed=(5, 6))
+    for rate in (1, 2, 6):
+        layer = atrous_conv.AtrousConv2D(4, 3, padding="same", dilation_rate=rate,
+                                         use_bias=False)
+        plain = keras.layers.Conv2D(4, 3, padding="same", dilation_rate=rate, use_bias=False)
+        layer.build(x.shape)
+        plain.build(x.shape)
+        plain.set_weights(layer.get_weights())
+        np.testing.assert_allclose(layer(x), plain(x), rtol=1e-5, atol=1e-5)
+    assert calls == [(2, 2), (6, 6)]
+
+
 def test_benchmark_tool_prints_both_timings_as_json():
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     done = subprocess.run(

@@ -74,6 +74,13 @@ def test_tool_prints_json_on_jax_without_tensorflow(mode):
                   block_tensorflow=True)
     _check(result, "jax", mode)
     assert result["precision"] == "bf16" and result["xla"] is True
+    # XLA's buffer assignment of the compiled step is reported (issue 14's memory hunt).
+    # Training: the arguments hold the float32 weights and their momentum (4 + 4 bytes
+    # per parameter); inference: the batch-norm-folded weights, 2 bytes each at least.
+    xla = result["xla_memory"]
+    bytes_per_parameter = 8 if mode == "train" else 2
+    assert xla["argument_gib"] * 2**30 >= bytes_per_parameter * 39_048_533
+    assert xla["temp_gib"] > 0
 
 
 def test_conv_flops_of_one_layer():
@@ -139,3 +146,39 @@ def test_measure_rejects_bad_arguments():
         benchmarking.measure("serve")
     with pytest.raises(ValueError, match="precision"):
         benchmarking.set_precision("fp8")
+
+
+def test_memory_figures_say_what_they_cover():
+    xla = {"temp_gib": 2.0}
+    # JAX on a GPU cannot reset its peak: the steps' peak is what stays held plus the
+    # step's scratch; the process peak is everything.
+    jax_gpu = benchmarking._memory_figures((1.5, 9.0), (1.5, 9.0), False, xla)
+    assert jax_gpu["steps_peak_gib"] == 3.5 and jax_gpu["process_peak_gib"] == 9.0
+    # TensorFlow resets after warm-up: the later peak is the steps' own.
+    tf_gpu = benchmarking._memory_figures((1.5, 9.0), (1.5, 4.0), True, None)
+    assert tf_gpu["steps_peak_gib"] == 4.0 and tf_gpu["process_peak_gib"] == 9.0
+    assert benchmarking._memory_figures(None, None, False, xla) == {"xla_memory": xla}
+
+
+def test_side_by_side_memory_is_like_for_like():
+    from tools import benchmark_vs_torchvision as side_by_side
+    ours_train = {"device": "gpu", "mode": "train", "steps_peak_gib": 6.0,
+                  "process_peak_gib": 30.0, "peak_memory_gib": 30.0}
+    torch_train = {"device": "cuda", "mode": "train", "peak_mem_gib": 7.0,
+                   "device_peak_before_reset_gib": 12.0, "device_peak_at_end_gib": 7.0,
+                   "host_peak_rss_gib": 2.0}
+    assert side_by_side.comparable_memory("deeplab_tf", ours_train) == 6.0
+    assert side_by_side.comparable_memory("torchvision", torch_train) == 7.0
+    assert side_by_side.whole_run_memory("deeplab_tf", ours_train) == 30.0
+    assert side_by_side.whole_run_memory("torchvision", torch_train) == 12.0
+    # Inference: torch never resets, so both sides' whole-run device peaks; never host RSS
+    # against device memory.
+    ours_infer = dict(ours_train, mode="infer", process_peak_gib=2.5)
+    torch_infer = dict(torch_train, mode="infer", device_peak_at_end_gib=1.1,
+                       device_peak_before_reset_gib=None)
+    assert side_by_side.comparable_memory("deeplab_tf", ours_infer) == 2.5
+    assert side_by_side.comparable_memory("torchvision", torch_infer) == 1.1
+    cpu = {"device": "cpu", "mode": "infer", "peak_memory_gib": 1.5,
+           "host_peak_rss_gib": 1.2}
+    assert side_by_side.comparable_memory("deeplab_tf", cpu) == 1.5
+    assert side_by_side.comparable_memory("torchvision", cpu) == 1.2

@@ -50,14 +50,28 @@ flags.DEFINE_integer("threads", 0, "CPU threads for both sides (OMP_NUM_THREADS,
 flags.mark_flag_as_required("torch_python")
 FLAGS = flags.FLAGS
 
-# Runs the anchor unchanged and adds its process' peak resident host memory (KiB on Linux);
-# on cuda the anchor reports its device memory itself (peak_mem_gib, training only).
+# Runs the anchor unchanged and adds its process' peak resident host memory (KiB on Linux)
+# and, on cuda, its device peaks: the anchor resets torch's peak after the training warm-up
+# (so its own peak_mem_gib covers the timed steps only); the wrapper records the peak just
+# before that reset (warm-up, cudnn.benchmark's trials included) and the peak at the end
+# (inference: the whole run, as the anchor never resets there).
 _ANCHOR_WRAPPER = (
     "import json, resource, runpy, sys\n"
+    "import torch\n"
+    "before_reset = []\n"
+    "if torch.cuda.is_available():\n"
+    "    _reset = torch.cuda.reset_peak_memory_stats\n"
+    "    def _recording_reset(*args, **kwargs):\n"
+    "        before_reset.append(torch.cuda.max_memory_allocated() / 2**30)\n"
+    "        _reset(*args, **kwargs)\n"
+    "    torch.cuda.reset_peak_memory_stats = _recording_reset\n"
     "sys.argv = sys.argv[1:]\n"
     "runpy.run_path(sys.argv[0], run_name='__main__')\n"
-    "print(json.dumps({'host_peak_rss_gib': "
-    "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}))\n")
+    "out = {'host_peak_rss_gib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}\n"
+    "if torch.cuda.is_available():\n"
+    "    out['device_peak_at_end_gib'] = torch.cuda.max_memory_allocated() / 2**30\n"
+    "    out['device_peak_before_reset_gib'] = before_reset[-1] if before_reset else None\n"
+    "print(json.dumps(out))\n")
 
 
 def _json_lines(command, cwd):
@@ -101,6 +115,35 @@ def torchvision():
     return {**result, **memory}
 
 
+def comparable_memory(name, result):
+    """Peak memory of one measurement, like for like between the two sides (GiB).
+
+    On a GPU: training compares the timed steps' peak (torch resets its peak after the
+    warm-up; ours is `steps_peak_gib`), inference the whole run's device peak on both
+    sides (torch never resets there). On a CPU: host peak RSS of each process.
+    """
+    if name == "deeplab_tf":
+        if result.get("device") == "gpu":
+            if result.get("mode") == "train" and result.get("steps_peak_gib") is not None:
+                return result["steps_peak_gib"]
+            return result.get("process_peak_gib", result.get("peak_memory_gib"))
+        return result.get("peak_memory_gib")
+    if result.get("device") == "cuda":
+        if result.get("mode") == "train":
+            return result.get("peak_mem_gib")
+        return result.get("device_peak_at_end_gib")
+    return result.get("host_peak_rss_gib")
+
+
+def whole_run_memory(name, result):
+    """Device peak of the whole process (compile, autotuning, warm-up), GPU only, or None."""
+    if name == "deeplab_tf":
+        return result.get("process_peak_gib")
+    peaks = [result.get(k) for k in ("device_peak_before_reset_gib", "device_peak_at_end_gib")]
+    peaks = [p for p in peaks if p is not None]
+    return max(peaks) if peaks else None
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -108,15 +151,14 @@ def main(argv):
     load_before = os.getloadavg()
     figures = {"deeplab_tf": [], "torchvision": []}
     memory = {"deeplab_tf": [], "torchvision": []}
+    whole_run = {"deeplab_tf": [], "torchvision": []}
     for round_index in range(FLAGS.rounds):
         order = [("deeplab_tf", ours), ("torchvision", torchvision)]
         for name, measure in order if round_index % 2 == 0 else order[::-1]:
             result = measure()
             figures[name].append(result[key])
-            # Like for like: device memory where both report it, else host peak RSS.
-            memory[name].append(result.get("peak_memory_gib") if name == "deeplab_tf"
-                                else result.get("peak_mem_gib",
-                                                result.get("host_peak_rss_gib")))
+            memory[name].append(comparable_memory(name, result))
+            whole_run[name].append(whole_run_memory(name, result))
             print(json.dumps({"round": round_index, "load_avg_1min": os.getloadavg()[0],
                               **result}), flush=True)
     medians = {name: statistics.median(values) for name, values in figures.items()}
@@ -130,6 +172,11 @@ def main(argv):
         "median": medians, "best": best, "all": figures,
         "peak_memory_gib_median": {name: statistics.median(values)
                                    for name, values in memory.items()},
+        "peak_memory_covers": ("timed steps (train) / whole run (infer), device"
+                               if FLAGS.device == "cuda" else "host peak RSS per process"),
+        "whole_run_device_peak_gib": {name: max((v for v in values if v is not None),
+                                                default=None)
+                                      for name, values in whole_run.items()},
         "ratio_ours_over_torchvision": medians["deeplab_tf"] / medians["torchvision"],
         "load_avg_before": load_before, "load_avg_after": os.getloadavg(),
         "cpu_count": os.cpu_count()}), flush=True)

@@ -17,15 +17,19 @@ product of the input with all taps' kernels side by side ([C_in, taps x C_out], 
 hands to cuBLAS), then the taps' outputs shifted and summed in one fused pass. Its gradients
 are two matrix products and a shift, and it keeps no im2col buffer for the backward pass.
 
-The layer owns the same 3x3 kernel as `keras.layers.Conv2D` (same weights, same
-checkpoints), whatever route it takes; other backends use their native dilated kernels.
+The route is picked by backend AND device (`route`): the input-taps form is a CPU answer
+to SpaceToBatch's slow CPU gradients; TensorFlow on a GPU also runs every dilated
+convolution through SpaceToBatch, so there it takes the output-taps form that the GPU
+measurements favoured on JAX. The layer owns the same 3x3 kernel as `keras.layers.Conv2D`
+(same weights, same checkpoints), whatever route it takes; other backends use their native
+dilated kernels.
 """
 import keras
 from keras import ops
 
-# Below this rate TensorFlow's own kernel is as fast (rate 2: within 15% either way).
+# Below this rate TensorFlow's own CPU kernel is as fast (rate 2: within 15% either way).
 TAPS_MIN_RATE = 3
-# On JAX every dilated rate takes the output-taps route (cuDNN's dilated kernels were slow
+# On a GPU every dilated rate takes the output-taps route (cuDNN's dilated kernels were slow
 # from rate 2 up, see above).
 OUTPUT_TAPS_MIN_RATE = 2
 
@@ -86,15 +90,45 @@ def atrous_conv_by_output_taps(x, kernel, rate):
     return ops.cast(output, x.dtype)
 
 
+def route(backend, device_kind):
+    """(smallest rate that takes a taps form, that form) for a backend and device kind.
+
+    device_kind is "cpu" or "gpu"; (None, None) keeps the backend's own convolution.
+    JAX is compiled by XLA on either device, and the output-taps form was measured there.
+    """
+    if backend == "jax":
+        return OUTPUT_TAPS_MIN_RATE, atrous_conv_by_output_taps
+    if backend == "tensorflow":
+        if device_kind == "gpu":
+            return OUTPUT_TAPS_MIN_RATE, atrous_conv_by_output_taps
+        return TAPS_MIN_RATE, atrous_conv_by_taps
+    return None, None
+
+
+def tensorflow_device_kind(tensor):
+    """"gpu" or "cpu": where TensorFlow runs an op on `tensor`.
+
+    A placed tensor (a replica's, or one under `tf.device`) names its device; an unplaced
+    one in a graph goes where TensorFlow's default placement puts it: the first GPU if
+    there is one.
+    """
+    import tensorflow as tf
+    device = (getattr(tensor, "device", "") or "").upper()
+    if "GPU" in device:
+        return "gpu"
+    if "CPU" in device:
+        return "cpu"
+    return "gpu" if tf.config.list_logical_devices("GPU") else "cpu"
+
+
 @keras.saving.register_keras_serializable(package="deeplab_tf")
 class AtrousConv2D(keras.layers.Conv2D):
     """`keras.layers.Conv2D`, fast at large atrous rates (stride 1, 'same' padding)."""
 
     def convolution_op(self, inputs, kernel):
-        # Backend -> (smallest rate that takes the route, the form of the sum it takes).
-        route = {"tensorflow": (TAPS_MIN_RATE, atrous_conv_by_taps),
-                 "jax": (OUTPUT_TAPS_MIN_RATE, atrous_conv_by_output_taps)}
-        min_rate, convolution = route.get(keras.backend.backend(), (None, None))
+        backend = keras.backend.backend()
+        device_kind = tensorflow_device_kind(inputs) if backend == "tensorflow" else None
+        min_rate, convolution = route(backend, device_kind)
         if (convolution is None or max(self.dilation_rate) < min_rate
                 or self.padding != "same" or tuple(self.strides) != (1, 1)
                 or self.data_format != "channels_last" or self.groups != 1
