@@ -322,3 +322,15 @@ def test_frozen_statistics_batch_norm_trains_gamma_and_beta_only():
     assert all(l.frozen_statistics for l in bns) and len(model.trainable_weights) == count
     modeling.freeze_batch_norm(model, gamma_beta=True)
     assert len(model.trainable_weights) == count - 2 * len(bns)
+
+
+def test_batch_norm_and_mean_pixel_are_the_papers_and_the_authors():
+    """Paper 4.1: batch norm decay 0.9997 (epsilon 1e-5 as in the authors' model.py);
+    core/feature_extractor.py: resnet_v1 inputs minus _MEAN_RGB = (123.15, 115.90, 103.06)."""
+    model = _small_aspp_model()
+    bns = [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]
+    assert bns and all(l.momentum == 0.9997 and l.epsilon == 1e-5 for l in bns)
+    authors_mean = np.array([123.15, 115.90, 103.06], np.float32)
+    centred = keras.Model(model.input, model.get_layer("mean_pixel").output)
+    np.testing.assert_array_equal(np.asarray(centred(np.broadcast_to(authors_mean,
+                                                                     (1, 3, 3, 3)))), 0.0)
