@@ -207,9 +207,10 @@ def init_checkpoint_path(config):
     from an ImageNet-pretrained ResNet (4.1), and a forgotten flag would otherwise train
     from scratch for 30K steps without a word.
     """
-    path = config.train.init_checkpoint.strip()
-    if path.lower() == NO_INIT_CHECKPOINT:
+    path = config.train.init_checkpoint
+    if path is None or path.strip().lower() == NO_INIT_CHECKPOINT:  # "none" or --set ...=None
         return None
+    path = path.strip()
     if not path:
         depth = config.model.depth
         raise ValueError(

@@ -334,3 +334,18 @@ def test_batch_norm_and_mean_pixel_are_the_papers_and_the_authors():
     centred = keras.Model(model.input, model.get_layer("mean_pixel").output)
     np.testing.assert_array_equal(np.asarray(centred(np.broadcast_to(authors_mean,
                                                                      (1, 3, 3, 3)))), 0.0)
+
+
+def test_dropout_random_state_is_checkpointed(tmp_path):
+    """A run resumed from a checkpoint draws the dropout masks the uninterrupted run would."""
+    keras.utils.set_random_seed(0)
+    model = _small_aspp_model()
+    image = np.full((1, 33, 33, 3), 100.0, np.float32)
+    for _ in range(2):
+        model(image, training=True)
+    path = tf.train.Checkpoint(model=model).save(str(tmp_path / "ckpt"))
+    uninterrupted = np.asarray(model(image, training=True))
+    keras.utils.set_random_seed(0)  # a restarted process seeds the same way
+    resumed = _small_aspp_model()
+    tf.train.Checkpoint(model=resumed).restore(path).assert_existing_objects_matched()
+    np.testing.assert_array_equal(np.asarray(resumed(image, training=True)), uninterrupted)

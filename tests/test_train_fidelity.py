@@ -144,6 +144,9 @@ def test_experiments_that_start_from_imagenet_refuse_to_start_without_it():
         assert config_lib.init_checkpoint_path(config_lib.load_experiment(name)) == run
     config = config_lib.load_experiment("voc_stage1", ["train.init_checkpoint=/w/r.ckpt"])
     assert config_lib.init_checkpoint_path(config) == "/w/r.ckpt"
+    for scratch in ("none", "None"):  # a bare word, or Python's None
+        config = config_lib.load_experiment("voc_stage1", [f"train.init_checkpoint={scratch}"])
+        assert config_lib.init_checkpoint_path(config) is None
 
 
 def test_train_tool_refuses_in_one_line(tmp_path):

@@ -46,5 +46,5 @@ def aspp(features, atrous_rates, image_pooling=True, bn=None, dropout_rate=0.1):
     x = keras.layers.Concatenate(name="aspp_concat")(branches)
     x = layers.conv_bn_relu(x, ASPP_DEPTH, 1, "aspp_projection", **bn)
     if dropout_rate:  # no layer at all for 0: the model is then the one without dropout
-        x = keras.layers.Dropout(dropout_rate, name="aspp_projection_dropout")(x)
+        x = layers.Dropout(dropout_rate, name="aspp_projection_dropout")(x)
     return x

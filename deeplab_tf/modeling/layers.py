@@ -81,6 +81,23 @@ class BatchNormalization(keras.layers.BatchNormalization):
         return {**super().get_config(), "frozen_statistics": self.frozen_statistics}
 
 
+@keras.saving.register_keras_serializable(package="deeplab_tf")
+class Dropout(keras.layers.Dropout):
+    """keras Dropout whose random state goes into TensorFlow checkpoints.
+
+    Keras keeps a dropout layer's seed-generator state out of the layer's checkpoint
+    dependencies, so a run resumed from `tf.train.Checkpoint(model=...)` would draw its
+    first steps' masks again; listed as a child here, the state is saved and restored with
+    the model, and a resumed run draws the masks the uninterrupted run would have drawn.
+    """
+
+    def _trackable_children(self, save_type="checkpoint", **kwargs):  # TensorFlow only
+        children = super()._trackable_children(save_type, **kwargs)
+        if save_type == "checkpoint" and getattr(self, "seed_generator", None) is not None:
+            children["seed_generator_state"] = self.seed_generator.state
+        return children
+
+
 def freeze_batch_norm(model, gamma_beta=False):
     """Stage 2 (paper 4.1): every batch norm of `model` runs on its moving statistics.
 
