@@ -1,6 +1,6 @@
 """SavedModel export of a trained DeepLabv3 for serving (inference as in paper 4.1, 4.3).
 
-Two signatures, output stride / scales / flip fixed at export time:
+Two signatures, output stride / scales / flip / padded size fixed at export time:
   serving_default  images: string [N] (JPEG or PNG bytes, any sizes)
                    -> labels int32 [N, max H, max W] (255 outside each image), heights,
                       widths, status int32 [N] (see `serving.py`), probabilities (optional)

@@ -1,7 +1,8 @@
 """Serving functions: encoded images or uint8 images in, class labels at input size out.
 
-Both run `evaluation.inference.predict_probabilities` (pad to OS*k+1, multi-scale, flip,
-paper 4.1 and 4.3) with the output stride, scales and flip fixed at export time.
+Both run `evaluation.inference.predict_probabilities` (pad to the evaluation crop size,
+multi-scale, flip, paper 4.1 and 4.3) with the output stride, scales, flip and crop size
+fixed at export time.
 
 Per-image failures in the bytes signature. A request holds several images; one bad image
 must not fail the others. Each string is decoded inside a `tf.data` pipeline whose

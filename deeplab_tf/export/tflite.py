@@ -2,8 +2,9 @@
 
 TFLite wants static shapes, so the model is converted for one input size (a square of
 `image_size` pixels, e.g. the training crop 513): uint8 [1, S, S, 3] in, int32 labels
-[1, S, S] out; the OS*k+1 padding and the upsampling are inside. Multi-scale and flip are
-left out: they multiply the cost by up to 12, which is what a TFLite target cannot afford.
+[1, S, S] out; the padding (to the evaluation crop size, or OS*k+1) and the upsampling
+are inside. Multi-scale and flip are left out: they multiply the cost by up to 12, which
+is what a TFLite target cannot afford.
 """
 import tensorflow as tf
 from tensorflow.python.framework import convert_to_constants  # no public freezing API in TF2
