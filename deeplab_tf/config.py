@@ -23,6 +23,9 @@ class ModelConfig:
     extra_blocks: int = 0
     batch_norm_decay: float = 0.9997
     batch_norm_epsilon: float = 1e-5
+    # The authors' head drops the ASPP projection with keep probability 0.9, in training
+    # only (model.py `concat_projection_dropout`); 0 turns it off.
+    aspp_dropout_rate: float = 0.1
 
 
 @dataclasses.dataclass
@@ -53,10 +56,22 @@ class TrainConfig:
     learning_rate_power: float = 0.9
     momentum: float = 0.9
     weight_decay: float = 1e-4
+    # Gradient multipliers (the authors' train_utils.get_model_gradient_multipliers): biases
+    # (only the logits have any) learn at `bias_gradient_multiplier` x the rate; the head
+    # (ASPP, image pooling, projection, logits; only the logits with
+    # `last_layers_contain_logits_only`) at `last_layer_gradient_multiplier` x.
+    bias_gradient_multiplier: float = 2.0
+    last_layer_gradient_multiplier: float = 1.0
+    last_layers_contain_logits_only: bool = False
+    # Stage 2 (paper 4.1 "freeze batch normalization parameters"): batch norm runs on its
+    # moving statistics, which stop updating; gamma and beta still learn, as with the
+    # authors' fine_tune_batch_norm=False. `freeze_gamma_beta` freezes those too.
     freeze_batch_norm: bool = False
+    freeze_gamma_beta: bool = False
     upsample_logits: bool = True  # False: downsample the labels instead (Table 8)
-    # Initialisation: a TF-slim resnet_v1 checkpoint, a .weights.h5, or a work dir whose
-    # latest checkpoint starts this run (stage 2 from stage 1).
+    # Initialisation: a TF-slim resnet_v1 checkpoint (paper 4.1: ImageNet-pretrained), a
+    # .weights.h5, or a work dir whose latest checkpoint starts this run (stage 2 from
+    # stage 1); "none" trains from scratch. Left empty, training refuses to start.
     init_checkpoint: str = ""
     precision: str = "float32"  # float32 | mixed_bfloat16 | mixed_float16
     xla: bool = False
@@ -75,6 +90,13 @@ class EvalConfig:
     scales: tuple = (1.0,)
     flip: bool = False
     batch_size: int = 1
+    # Paper 4.1: "crop size to be 513 during both training and test" (the authors'
+    # eval_crop_size): every image is padded, never cropped, at the bottom/right with the
+    # mean pixel to (height, width); a larger image to the next output_stride*k+1 that
+    # holds it. pad_to="smallest" pads each image only to the smallest output_stride*k+1
+    # holding it, a different protocol (image pooling then averages over another map).
+    crop_size: tuple = (513, 513)
+    pad_to: str = "crop_size"  # "crop_size" | "smallest"
 
 
 @dataclasses.dataclass
@@ -157,6 +179,47 @@ def override_eval(config, output_stride=None, scales=None, flip=None):
     if flip is not None:
         config.eval.flip = flip
     return config.eval
+
+
+PAD_TO = ("crop_size", "smallest")
+NO_INIT_CHECKPOINT = "none"
+
+
+def eval_crop_size(eval_config):
+    """(height, width) every evaluation image is padded to, or None for pad_to="smallest"."""
+    if eval_config.pad_to not in PAD_TO:
+        raise ValueError(f"eval.pad_to must be one of {PAD_TO}, got {eval_config.pad_to!r}")
+    if eval_config.pad_to == "smallest":
+        return None
+    size = tuple(eval_config.crop_size or ())
+    if len(size) == 1:  # --set eval.crop_size=513: a square
+        size = size * 2
+    if len(size) != 2 or not all(isinstance(s, int) and s > 0 for s in size):
+        raise ValueError(f"eval.crop_size must be (height, width), two positive integers, "
+                         f"got {eval_config.crop_size!r}")
+    return size
+
+
+def init_checkpoint_path(config):
+    """The path training starts from, or None for "none" (from scratch).
+
+    Raises ValueError when `train.init_checkpoint` is empty: the paper starts every run
+    from an ImageNet-pretrained ResNet (4.1), and a forgotten flag would otherwise train
+    from scratch for 30K steps without a word.
+    """
+    path = config.train.init_checkpoint
+    if path is None or path.strip().lower() == NO_INIT_CHECKPOINT:  # "none" or --set ...=None
+        return None
+    path = path.strip()
+    if not path:
+        depth = config.model.depth
+        raise ValueError(
+            f"train.init_checkpoint is not set: experiment {config.name or '(unnamed)'} "
+            f"starts from an ImageNet-pretrained ResNet-{depth} (paper 4.1); pass "
+            f"--set=train.init_checkpoint=PATH/resnet_v1_{depth}.ckpt (TF-slim's "
+            f"resnet_v1_{depth}_2016_08_28.tar.gz, unpacked), or "
+            f"--set=train.init_checkpoint={NO_INIT_CHECKPOINT} to train from scratch")
+    return path
 
 
 def to_json(config):

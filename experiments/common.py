@@ -14,11 +14,16 @@ def voc_stage1():
 
 
 def synthetic(crop_size=129):
-    """The generated VOC-layout set (tools/make_synthetic.py), sized for a CPU."""
+    """The generated VOC-layout set (tools/make_synthetic.py), sized for a CPU, trained
+    from scratch (no ImageNet weights exist for it here)."""
     config = config_lib.ExperimentConfig()
     config.data.dataset = "synthetic_voc"
     config.data.crop_size = crop_size
     config.data.shuffle_buffer = 256
+    config.train.init_checkpoint = config_lib.NO_INIT_CHECKPOINT
+    # Its images are 100-180 px a side: all fit 193 = 16*12+1 = 8*24+1, as VOC's (at most
+    # 500) fit 513.
+    config.eval.crop_size = (193, 193)
     return config
 
 
@@ -55,7 +60,12 @@ def aspp_stage1(multi_grid=(1, 2, 4), aspp_rates=(6, 12, 18), image_pooling=True
 
 
 def frozen_batch_norm_stage(config, init_checkpoint, base_learning_rate):
-    """Stage 2 of paper 4.1: BN frozen, OS 8, from an earlier run's weights."""
+    """Stage 2 of paper 4.1: BN frozen, OS 8, from an earlier run's weights.
+
+    "Frozen" as in the authors' code (fine_tune_batch_norm=False): batch norm runs on its
+    moving statistics, which stay fixed; gamma and beta still learn
+    (--set train.freeze_gamma_beta=true freezes them too).
+    """
     config.model.output_stride = 8
     config.train.freeze_batch_norm = True
     config.train.base_learning_rate = base_learning_rate
@@ -74,4 +84,6 @@ def cityscapes(crop_size=769, steps=90000):
     config.data.crop_size = crop_size
     config.train.steps = steps
     config.eval.split = "val"
+    # Whole 1024x2048 images, padded to the next output_stride*k+1 (Appendix C).
+    config.eval.crop_size = (1025, 2049)
     return config

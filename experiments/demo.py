@@ -5,12 +5,15 @@
     python -m tools.train --experiment=demo --workdir=runs/demo/train_run \
         --set data.data_dir=runs/demo/tfds
 
-A ResNet-50 DeepLabv3 (ASPP + image pooling) from scratch on 97x97 crops. The paper's
+A ResNet-50 DeepLabv3 (ASPP + image pooling) from scratch (train.init_checkpoint=none, set
+by common.synthetic) on 97x97 crops, evaluated on whole images padded to 193x193. The paper's
 ASPP rates (6, 12, 18) are for 33x33 feature maps (crop 513, OS 16); on this 7x7 map they
 would only read padding (and TensorFlow's CPU backward pass for such convolutions is very
 slow), so the rates shrink with the crop.
 
-Measured (synthetic set of tools.make_synthetic defaults, 300 train / 60 val images),
+Measured before issue 10 (authors' initialisers, dropout, TF1 momentum, mean pixel,
+augmentation geometry and evaluation padding; to be measured again), on the synthetic set
+of tools.make_synthetic defaults (300 train / 60 val images),
 `python -m tools.demo --workdir=/tmp/demoB` on the 2-core CPU, 2026-11-26: 9.8 minutes end
 to end, 8.5 of them training 200 steps (0.41 steps/s); val mIoU 61.57% over the 8 classes
 present, pixel accuracy 90.21% (tools.evaluate, OS 16). With the earlier settings (300

@@ -10,7 +10,11 @@
 
 Paper (all stated in the text): crop 513 + upsampled logits + BN fine-tuned 77.21;
 without fine-tuning BN 75.95; labels downsampled instead of logits upsampled 76.01;
-crop 321 67.22.
+crop 321 67.22. "Without fine-tuning BN" is the authors' fine_tune_batch_norm=False, which
+train.freeze_batch_norm=true reproduces: batch norm runs on its moving statistics (the
+ImageNet ones in the backbone, the initial 0/1 in the new head) and never updates them,
+while gamma and beta still learn. Add --set train.freeze_gamma_beta=true to freeze those
+too (then the head's batch norms stay identities).
 """
 from experiments import common
 

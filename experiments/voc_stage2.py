@@ -1,5 +1,6 @@
 """VOC stage 2 (paper 4.1): from stage 1's weights, BN frozen, OS 8, trainval, lr 0.001,
-30K steps.
+30K steps. "Frozen" as in the authors' code: the moving statistics are fixed, gamma and
+beta still learn (train.freeze_gamma_beta=true freezes them too).
 
     python -m tools.train --experiment=voc_stage2 --workdir=runs/voc_stage2 \
         --set train.init_checkpoint=runs/voc_stage1

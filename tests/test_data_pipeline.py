@@ -1,6 +1,7 @@
 """The training and evaluation input (paper 4.1 augmentation, 4.3 bootstrapping, 3 whole-
 image inference): alignment of image and label, padding, determinism, sharding."""
 import collections
+import io
 import itertools
 import os
 
@@ -75,6 +76,17 @@ def test_label_follows_image_under_scale_crop_pad_flip(colour_data, scale_step):
     np.testing.assert_array_equal(nearest[interior], labels[interior])
 
 
+def test_random_scales_are_the_authors_steps():
+    """input_preprocess: scales from 0.5 to 2.0 in steps of 0.25 (scale_factor_step_size)."""
+    from deeplab_tf.data import augment
+    drawn = {float(augment.random_scale(tf.constant([3, i], tf.int64), 0.5, 2.0, 0.25))
+             for i in range(200)}
+    assert drawn == {0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0}
+    continuous = [float(augment.random_scale(tf.constant([3, i], tf.int64), 0.5, 2.0, 0.0))
+                  for i in range(50)]
+    assert len(set(continuous)) == 50 and 0.5 <= min(continuous) < max(continuous) < 2.0
+
+
 def test_unit_scale_reproduces_the_image_exactly_padded_and_flipped(colour_data):
     data_dir, sources = colour_data
     config = data_config(data_dir, crop_size=97, min_scale=1.0, max_scale=1.0)
@@ -136,11 +148,15 @@ def test_shards_are_disjoint_and_cover_the_split(synthetic_voc):
     assert images.shape == (4, 33, 33, 3) and labels.shape == (4, 33, 33)
 
 
-@pytest.mark.parametrize("output_stride", [8, 16])
-def test_eval_input_pads_whole_images(synthetic_voc, output_stride):
+@pytest.mark.parametrize("output_stride,crop_size", [(8, None), (16, None), (16, (129, 161))])
+def test_eval_input_pads_whole_images(synthetic_voc, output_stride, crop_size):
+    """Paper 4.1: padded at the bottom/right (never cropped) to the evaluation crop size,
+    a larger image to the next output_stride*k+1 holding it; crop_size None: each image
+    to its smallest output_stride*k+1."""
     config = data_config(synthetic_voc.data_dir)
-    elements = list(data.eval_input(config, "val", output_stride).as_numpy_iterator())
-    again = [e["file_name"] for e in data.eval_input(config, "val", output_stride)
+    elements = list(data.eval_input(config, "val", output_stride, crop_size)
+                    .as_numpy_iterator())
+    again = [e["file_name"] for e in data.eval_input(config, "val", output_stride, crop_size)
              .as_numpy_iterator()]
     assert [e["file_name"] for e in elements] == again  # deterministic order
     assert sorted(n.decode() for n in again) == sorted(synthetic_voc.splits["val"])
@@ -148,8 +164,10 @@ def test_eval_input_pads_whole_images(synthetic_voc, output_stride):
         name, height, width = element["file_name"].decode(), element["height"], element["width"]
         _, padded_h, padded_w, _ = element["image"].shape
         assert element["label"].shape == (1, padded_h, padded_w)
-        for size, padded in ((height, padded_h), (width, padded_w)):
-            assert (padded - 1) % output_stride == 0 and 0 <= padded - size < output_stride
+        crop = crop_size or (1, 1)
+        for size, least, padded in ((height, crop[0], padded_h), (width, crop[1], padded_w)):
+            needed = max(size, least)  # the smallest output_stride*k+1 >= needed:
+            assert (padded - 1) % output_stride == 0 and 0 <= padded - needed < output_stride
         source = os.path.join(synthetic_voc.source_dir, "JPEGImages", name + ".jpg")
         image = tf.io.decode_jpeg(tf.io.read_file(source)).numpy()
         np.testing.assert_array_equal(element["image"][0, :height, :width], image)
@@ -196,3 +214,58 @@ def test_nearest_resize_makes_every_image_pixel_match_its_label(colour_data):
                                 .sum(-1), -1)
             np.testing.assert_array_equal(nearest[valid], label[valid])
             assert (image[~valid] == np.float32(MEAN_PIXEL)).all()
+
+
+def whole_image_reference(image, label, crop_size, scale, offset, flipped):
+    """The authors' order on the whole image (input_preprocess.py): resize to
+    int(s*H) x int(s*W) with aligned corners (bilinear image, nearest label), pad with the
+    mean pixel / 255 to at least the crop, crop at `offset`, flip."""
+    height, width = label.shape
+    size = [int(np.float32(height) * np.float32(scale)),
+            int(np.float32(width) * np.float32(scale))]
+    scaled = tf.raw_ops.ResizeBilinear(images=image[None].astype(np.float32), size=size,
+                                       align_corners=True, half_pixel_centers=False)[0]
+    scaled_label = tf.raw_ops.ResizeNearestNeighbor(
+        images=label[None, ..., None], size=size, align_corners=True,
+        half_pixel_centers=False)[0, ..., 0]
+    padded = np.empty((max(size[0], crop_size), max(size[1], crop_size), 3), np.float32)
+    padded[...] = MEAN_PIXEL
+    padded[:size[0], :size[1]] = scaled
+    padded_label = np.full(padded.shape[:2], 255, np.int32)
+    padded_label[:size[0], :size[1]] = scaled_label
+    window = np.s_[offset[0]:offset[0] + crop_size, offset[1]:offset[1] + crop_size]
+    image, label = padded[window], padded_label[window]
+    return (image[:, ::-1], label[:, ::-1]) if flipped else (image, label)
+
+
+@pytest.mark.parametrize("encoding", ["png", "jpeg"])
+def test_crop_equals_the_same_window_of_the_whole_image_resize(encoding):
+    """Paper 4.1 augmentation: resizing only the crop's source window samples exactly the
+    pixels (and labels) of the whole-image resize, at every scale, offset and flip."""
+    from PIL import Image
+    from deeplab_tf.data import augment
+    rng = np.random.default_rng(5)
+    for case in range(12):
+        height, width = (int(v) for v in rng.integers(7, 90, 2))
+        image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+        label = rng.integers(0, 21, (height, width), dtype=np.uint8)
+        if encoding == "jpeg":  # 4:2:0, as VOC's: decoding a window is the delicate part
+            buffer = io.BytesIO()
+            Image.fromarray(image).save(buffer, format="JPEG", quality=90, subsampling=2)
+            encoded = buffer.getvalue()
+            image = tf.io.decode_jpeg(encoded).numpy()
+        else:
+            encoded = tf.io.encode_png(image).numpy()
+        crop_size = int(rng.choice([17, 33, 65]))
+        for scale in (0.5, 0.75, 1.0, 1.25, 2.0, float(rng.uniform(0.5, 2.0))):
+            scaled = [int(np.float32(s) * np.float32(scale)) for s in (height, width)]
+            offset = [int(rng.integers(0, max(s - crop_size, 0) + 1)) for s in scaled]
+            flipped = bool(case % 2)
+            got_image, got_label = augment.scale_crop_flip(
+                encoded, tf.constant(label[..., None]), encoding == "jpeg", crop_size,
+                tf.constant(scale, tf.float32), offset, tf.constant(flipped))
+            expected_image, expected_label = whole_image_reference(
+                image, label, crop_size, scale, offset, flipped)
+            where = f"case {case}: {height}x{width}, scale {scale}, offset {offset}"
+            np.testing.assert_array_equal(got_label.numpy(), expected_label, err_msg=where)
+            np.testing.assert_array_equal(got_image.numpy(), expected_image, err_msg=where)

@@ -1,4 +1,5 @@
-"""Whole-image inference, multi-scale + flip, and OS 8 evaluation of an OS 16 checkpoint.
+"""Whole-image inference, multi-scale + flip, and OS 8 evaluation of an OS 16 checkpoint;
+the paper's test protocol (4.1: every image padded to the evaluation crop size).
 
 "Plain inference" is computed here through the model's own path (`with_upsampled_logits`,
 keras.ops einsum resize) on an image padded by numpy, independent of inference.py's
@@ -91,38 +92,150 @@ def test_single_scale_without_flip_equals_plain_inference(model):
 
 
 def test_flip_is_undone(model):
+    """The authors' flip: the padded input is mirrored (its padding moves to the left),
+    the logits are mirrored back."""
     image = asymmetric_image(30, 37)
-    mirrored = image[:, ::-1]
+    stride = inference.model_output_stride(model)
+    padded = np.empty((inference.padded_size(30, stride), inference.padded_size(37, stride),
+                       3), np.float32)
+    padded[...] = modeling.MEAN_PIXEL
+    padded[:30, :37] = image
     direct = softmax(plain_logits(model, image))
-    via_mirror = softmax(plain_logits(model, mirrored))[:, ::-1]
+    mirrored = np.asarray(modeling.with_upsampled_logits(model)(padded[None, :, ::-1]))
+    via_mirror = softmax(mirrored[0, :, ::-1][:30, :37])
     # The input is asymmetric enough that mirroring changes the prediction: a flip that is
     # not undone, or undone twice, could not pass the checks below.
     assert np.abs(direct - via_mirror).max() > 1e-3
-    assert np.abs(direct - softmax(plain_logits(model, mirrored))).max() > 1e-3
+    assert np.abs(direct - softmax(mirrored[0, :30, :37])).max() > 1e-3
 
     predict = inference.make_predict_fn(model, scales=(1.0,), flip=True)
     _, probabilities = predict(tf.constant(image[None]))
     np.testing.assert_allclose(probabilities[0], (direct + via_mirror) / 2, atol=1e-5)
-    # Flip averaging makes the prediction mirror-equivariant.
-    _, of_mirrored = predict(tf.constant(mirrored[None].copy()))
-    np.testing.assert_allclose(of_mirrored[0], probabilities[0][:, ::-1], atol=1e-5)
+    # Without padding (33x49 = OS*k+1), flip averaging is mirror-equivariant.
+    unpadded = asymmetric_image(33, 49)
+    _, of_image = predict(tf.constant(unpadded[None]))
+    _, of_mirrored = predict(tf.constant(unpadded[None, :, ::-1].copy()))
+    np.testing.assert_allclose(of_mirrored[0], of_image[0][:, ::-1], atol=1e-5)
 
 
-def test_multi_scale_averages_probabilities_at_full_resolution(model):
+def reference_probabilities(model, image, crop_size, scales, output_stride=16):
+    """The authors' multi_scale_logits / predict_labels_multi_scale, written out: pad to
+    the crop with the mean pixel (numpy), resize the padded input to int((S - 1) * s + 1)
+    (TF1 resize_bilinear, aligned corners), logits by the Keras model, resized to
+    int((S - 1) * max(1, s) / OS + 1) and then to S (keras.ops resize), softmax, averaged,
+    cut to the image."""
+    height, width = image.shape[:2]
+    padded = np.empty((*crop_size, 3), np.float32)
+    padded[...] = modeling.MEAN_PIXEL
+    padded[:height, :width] = image
+    total = 0
+    for scale in scales:
+        size = [int((s - 1) * scale + 1) for s in crop_size]
+        scaled = tf.compat.v1.image.resize_bilinear(padded[None], size, align_corners=True)
+        logits = model(scaled, training=False)
+        logits_size = [int((s - 1) * max(1.0, scale) / output_stride + 1) for s in crop_size]
+        logits = modeling.resize_bilinear(logits, logits_size)
+        logits = np.asarray(modeling.resize_bilinear(logits, crop_size))[0]
+        total = total + softmax(logits[:height, :width])
+    return total / len(scales)
+
+
+def test_multi_scale_resizes_the_padded_input_as_the_authors_do(model):
     height, width = 25, 31
     image = asymmetric_image(height, width, seed=3)
-    predict = inference.make_predict_fn(model, scales=(0.5, 1.0, 1.5), flip=False)
+    crop_size, scales = (33, 49), (0.5, 1.0, 1.5)
+    predict = inference.make_predict_fn(model, scales=scales, flip=False,
+                                        crop_size=crop_size)
     labels, probabilities = predict(tf.constant(image[None]))
     assert labels.shape == (1, height, width)
     np.testing.assert_allclose(np.sum(probabilities, -1), 1.0, atol=1e-5)
-    expected = softmax(plain_logits(model, image))
-    for scale in (0.5, 1.5):
-        size = (int(np.floor(height * scale + 0.5)), int(np.floor(width * scale + 0.5)))
-        scaled = tf.compat.v1.image.resize_bilinear(image[None], size, align_corners=True)
-        logits = plain_logits(model, np.asarray(scaled)[0])
-        back = modeling.resize_bilinear(logits[None], (height, width))
-        expected = expected + softmax(np.asarray(back)[0])
-    np.testing.assert_allclose(probabilities[0], expected / 3, atol=1e-5)
+    expected = reference_probabilities(model, image, crop_size, scales)
+    np.testing.assert_allclose(probabilities[0], expected, atol=1e-5)
+    # Each scale on its own differs (the average is not dominated by one term).
+    alone = [reference_probabilities(model, image, crop_size, (s,)) for s in scales]
+    assert min(np.abs(a - expected).max() for a in alone) > 1e-3
+
+
+def test_caller_padding_and_evaluator_padding_give_identical_predictions(model):
+    """Paper 4.1 protocol: an image smaller than the evaluation crop is predicted the same
+    whether the caller pads it (as eval_input does) or inference does; the prediction is
+    cut back to the image's own size."""
+    from deeplab_tf.data import augment
+    height, width, crop_size = 20, 27, (49, 49)
+    image = asymmetric_image(height, width, seed=4)
+    label = np.zeros((height, width, 1), np.uint8)
+    predict = inference.make_predict_fn(model, scales=(0.75, 1.0), flip=True,
+                                        crop_size=crop_size)
+    labels, direct = predict(tf.constant(image[None]))
+    padded, padded_label = augment.eval_pad(image, label, *crop_size)
+    assert padded.shape == (*crop_size, 3) and (padded_label.numpy()[height:] == 255).all()
+    padded_labels, of_padded = predict(padded[None])
+    assert direct.shape == (1, height, width, NUM_CLASSES)
+    # The same computation on the same values (up to float rounding of different-sized
+    # tensors): the same labels.
+    np.testing.assert_allclose(of_padded[0, :height, :width], direct[0], atol=1e-6)
+    np.testing.assert_array_equal(padded_labels[0, :height, :width], labels[0])
+    # The crop size matters: padded only to the smallest OS*k+1 (33), image pooling
+    # averages over another map and the probabilities change.
+    smallest = inference.make_predict_fn(model, scales=(0.75, 1.0), flip=True)
+    assert np.abs(np.asarray(smallest(tf.constant(image[None]))[1]) - direct).max() > 1e-3
+
+
+class InputRecorder:
+    """Stands in for a DeepLabV3 at OS 16: records the input sizes inference feeds it."""
+    depth, output_stride, multi_grid, extra_blocks, num_classes = 50, 16, (1, 1, 1), 0, 3
+
+    def __init__(self):
+        self.sizes = []
+
+    def __call__(self, images, training=False):
+        shape = images.shape
+        self.sizes.append((shape[1], shape[2]))
+        return tf.zeros([shape[0], (shape[1] - 1) // 16 + 1, (shape[2] - 1) // 16 + 1, 3])
+
+
+def test_every_image_is_padded_to_the_crop_so_image_pooling_sees_33x33():
+    tf.config.run_functions_eagerly(True)  # the recorder sees concrete shapes
+    try:
+        for (height, width), fed in (((375, 500), (513, 513)), ((1, 1), (513, 513)),
+                                     ((600, 300), (609, 513)), ((513, 1000), (513, 1009))):
+            recorder = InputRecorder()
+            labels = inference.predict_labels(recorder, tf.zeros([1, height, width, 3]),
+                                              scales=(0.5, 1.0), crop_size=(513, 513))
+            assert labels.shape == (1, height, width)  # cut back to the image
+            half = tuple(int((s - 1) * 0.5 + 1) for s in fed)
+            assert recorder.sizes == [half, fed]
+        recorder = InputRecorder()
+        inference.predict_labels(recorder, tf.zeros([1, 40, 70, 3]))  # pad_to="smallest"
+        assert recorder.sizes == [(49, 81)]
+    finally:
+        tf.config.run_functions_eagerly(False)
+    # A 513x513 input gives the image-pooling branch a 33x33 map at OS 16.
+    full = modeling.deeplabv3(21, depth=50, multi_grid=(1, 1, 1), image_shape=(513, 513, 3))
+    assert tuple(full.get_layer("image_pooling_gap").input.shape[1:3]) == (33, 33)
+
+
+@pytest.mark.parametrize("size,stride,crop,padded", [(375, 16, 513, 513), (513, 16, 513, 513),
+                                                     (514, 16, 513, 529), (500, 8, 500, 505),
+                                                     (1024, 4, 1025, 1025),
+                                                     (2048, 16, 2049, 2049)])
+def test_padded_size_with_a_crop(size, stride, crop, padded):
+    assert int(inference.padded_size(size, stride, crop)) == padded
+
+
+def test_eval_crop_size_from_the_config():
+    config = config_lib.ExperimentConfig()
+    assert config_lib.eval_crop_size(config.eval) == (513, 513)
+    config.eval.pad_to = "smallest"
+    assert config_lib.eval_crop_size(config.eval) is None
+    config = config_lib.override(config_lib.ExperimentConfig(), ["eval.crop_size=129"])
+    assert config_lib.eval_crop_size(config.eval) == (129, 129)
+    config = config_lib.override(config_lib.ExperimentConfig(), ["eval.pad_to=crop"])
+    with pytest.raises(ValueError, match="eval.pad_to must be one of"):
+        config_lib.eval_crop_size(config.eval)
+    config = config_lib.override(config_lib.ExperimentConfig(), ["eval.crop_size=(0,5)"])
+    with pytest.raises(ValueError, match=r"eval.crop_size must be \(height, width\)"):
+        config_lib.eval_crop_size(config.eval)
 
 
 def test_tiny_image_at_every_scale(model):

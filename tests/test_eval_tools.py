@@ -25,6 +25,7 @@ def workdir(tmp_path_factory):
     config.model.depth = 50
     config.data.data_dir = str(root / "tfds")
     config.eval.output_stride = 16
+    config.eval.crop_size = (65, 65)  # the 30-50 px images are padded to 65x65
     config.train.steps = 7
     tf.keras.utils.set_random_seed(0)
     model = config_lib.build_model(config.model)
@@ -55,8 +56,8 @@ def test_watch_evaluates_the_final_checkpoint_and_writes_results(workdir):
     assert os.path.exists(os.path.join(work, "eval", "results_7.txt"))
 
     # The same matrix in this process, from the data helper's eval_input.
-    dataset = deeplab_tf.data.eval_input(config.data, "val", 16)
-    confusion = evaluator.evaluate(inference.make_predict_fn(model),
+    dataset = deeplab_tf.data.eval_input(config.data, "val", 16, (65, 65))
+    confusion = evaluator.evaluate(inference.make_predict_fn(model, crop_size=(65, 65)),
                                    evaluator.examples_from_eval_input(dataset), 21,
                                    verbose=False)
     np.testing.assert_array_equal(result["confusion_matrix"], confusion.matrix)

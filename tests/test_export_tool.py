@@ -25,6 +25,7 @@ def make_workdir(path, num_classes):
     config.model.num_classes = num_classes
     config.data.num_classes = num_classes
     config.eval.output_stride = 16
+    config.eval.crop_size = (49, 49)
     model = known_answer.set_nearest_colour_weights(
         config_lib.build_model(config.model), known_answer.distinct_colours(num_classes))
     os.makedirs(path)
@@ -62,12 +63,14 @@ def test_export_serves_the_checkpoint(tmp_path):
     metadata = json.loads((export_dir / "deeplab_export.json").read_text())
     assert metadata["scales"] == [1.0] and metadata["output_stride"] == 16
     assert metadata["num_classes"] == 6 and metadata["probabilities"] is False
+    assert metadata["crop_size"] == [49, 49]  # the size every image is padded to
 
     mosaic, classes = known_answer.mosaic([[0, 1, 2], [3, 4, 5]],
                                           known_answer.distinct_colours(6), 64)
     image = np.stack([mosaic, np.random.default_rng(0).integers(0, 256, mosaic.shape,
                                                                  dtype=np.uint8)])
-    expected = np.asarray(inference.predict_labels(model, image.astype(np.float32)))
+    expected = np.asarray(inference.predict_labels(model, image.astype(np.float32),
+                                                   crop_size=(49, 49)))
     loaded = tf.saved_model.load(str(export_dir))
     served = loaded.signatures["serve_images"](images=tf.constant(image))
     assert set(served) == {"labels"}

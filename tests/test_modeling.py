@@ -237,3 +237,123 @@ def test_mixed_precision_logits_stay_float32():
         assert logits.dtype == "float32"
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+# ---------------------------------------------------------------- the authors' head details
+
+def _small_aspp_model(**kwargs):
+    return modeling.deeplabv3(21, depth=50, multi_grid=(1, 1, 1), aspp_rates=(1, 2, 3),
+                              **kwargs)
+
+
+def test_aspp_dropout_acts_in_training_only():
+    """model.py: dropout with keep probability 0.9 after the ASPP projection, training
+    only; it adds no weights and rate 0 removes it."""
+    model = _small_aspp_model()
+    dropout = model.get_layer("aspp_projection_dropout")
+    assert dropout.rate == pytest.approx(0.1)
+    probe = keras.Model(model.input, [model.get_layer("aspp_projection_relu").output,
+                                      dropout.output])
+    image = np.random.default_rng(4).uniform(0, 255, (4, 65, 65, 3)).astype("float32")
+    before, after = (np.asarray(t) for t in probe(image, training=True))
+    positive = before > 0
+    dropped = positive & (after == 0)
+    assert 0.07 < dropped.sum() / positive.sum() < 0.13  # ~10% of 4*5*5*256 values
+    kept = positive & ~dropped
+    np.testing.assert_allclose(after[kept], before[kept] / 0.9, rtol=1e-5)
+    before, after = (np.asarray(t) for t in probe(image, training=False))
+    np.testing.assert_array_equal(after, before)
+    plain = _small_aspp_model(aspp_dropout_rate=0.0)
+    assert not any(isinstance(l, keras.layers.Dropout) for l in plain.layers)
+    assert _count(plain.weights) == _count(model.weights)
+    cascade = modeling.deeplabv3(21, depth=50, head="cascade", multi_grid=(1, 1, 1))
+    assert not any(isinstance(l, keras.layers.Dropout) for l in cascade.layers)
+
+
+def test_initialisers_follow_slim_defaults_in_the_authors_scopes():
+    """Head: slim.conv2d's xavier_initializer (Glorot uniform); logits: truncated normal,
+    stddev 0.01, zero bias; ResNet scope (incl. the cascaded block5): slim's
+    variance_scaling_initializer, a normal of stddev sqrt(1.3 * 2 / fan_in) truncated at
+    two stddev."""
+    from scipy import stats
+    truncated_std = stats.truncnorm(-2, 2).std()  # 0.8796: the std of the truncated unit
+    keras.utils.set_random_seed(5)
+    model = modeling.deeplabv3(21, depth=50, multi_grid=(1, 1, 1))
+    for name in ("aspp_conv1x1", "aspp_atrous2", "image_pooling", "aspp_projection"):
+        kernel = model.get_layer(name).kernel.numpy()
+        fan_in = np.prod(kernel.shape[:3])
+        fan_out = np.prod(kernel.shape[:2]) * kernel.shape[3]
+        limit = np.sqrt(6.0 / (fan_in + fan_out))
+        assert np.abs(kernel).max() <= limit, name
+        assert kernel.std() == pytest.approx(limit / np.sqrt(3), rel=0.03), name
+    kernel, bias = model.get_layer("logits").get_weights()
+    assert np.abs(kernel).max() <= 0.02 and not bias.any()
+    assert kernel.std() == pytest.approx(0.01 * truncated_std, rel=0.1)
+    cascade = modeling.deeplabv3(21, depth=50, head="cascade", extra_blocks=1,
+                                 multi_grid=(1, 1, 1))
+    for layer_model, name in ((model, "conv1"), (model, "block4_unit_1_conv2"),
+                              (model, "block3_unit_2_conv1"), (cascade, "block5_unit_2_conv2")):
+        kernel = layer_model.get_layer(name).kernel.numpy()
+        stddev = np.sqrt(1.3 * 2.0 / np.prod(kernel.shape[:3]))
+        assert np.abs(kernel).max() <= 2 * stddev, name
+        assert kernel.std() == pytest.approx(stddev * truncated_std, rel=0.03), name
+
+
+def test_frozen_statistics_batch_norm_trains_gamma_and_beta_only():
+    """The authors' fine_tune_batch_norm=False: moving statistics used and kept, gamma
+    and beta still trainable."""
+    rng = np.random.default_rng(6)
+    layer = modeling.BatchNormalization(momentum=0.9, epsilon=1e-5, frozen_statistics=True)
+    layer.build((None, 4))
+    mean, variance = rng.normal(size=4), rng.uniform(0.5, 2, 4)
+    gamma, beta = rng.uniform(0.5, 1.5, 4), rng.normal(size=4)
+    layer.set_weights([gamma, beta, mean, variance])
+    x = rng.normal(3.0, 2.0, (8, 4)).astype("float32")  # far from the moving statistics
+    with tf.GradientTape() as tape:
+        y = layer(x, training=True)
+    expected = gamma * (x - mean) / np.sqrt(variance + 1e-5) + beta
+    np.testing.assert_allclose(y.numpy(), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(layer.moving_mean.numpy(), mean, rtol=1e-6)
+    np.testing.assert_allclose(layer.moving_variance.numpy(), variance, rtol=1e-6)
+    assert {v.path.split("/")[-1] for v in layer.trainable_weights} == {"gamma", "beta"}
+    grads = tape.gradient(y, [layer.gamma, layer.beta])
+    assert all(np.all(np.asarray(g) != 0) for g in grads)
+    # Without the flag the same call normalises by the batch and moves the statistics.
+    layer.frozen_statistics = False
+    layer(x, training=True)
+    assert not np.allclose(layer.moving_mean.numpy(), mean)
+
+    model = _small_aspp_model()
+    count = len(model.trainable_weights)
+    bns = [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]
+    assert modeling.freeze_batch_norm(model) == len(bns) > 50
+    assert all(l.frozen_statistics for l in bns) and len(model.trainable_weights) == count
+    modeling.freeze_batch_norm(model, gamma_beta=True)
+    assert len(model.trainable_weights) == count - 2 * len(bns)
+
+
+def test_batch_norm_and_mean_pixel_are_the_papers_and_the_authors():
+    """Paper 4.1: batch norm decay 0.9997 (epsilon 1e-5 as in the authors' model.py);
+    core/feature_extractor.py: resnet_v1 inputs minus _MEAN_RGB = (123.15, 115.90, 103.06)."""
+    model = _small_aspp_model()
+    bns = [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]
+    assert bns and all(l.momentum == 0.9997 and l.epsilon == 1e-5 for l in bns)
+    authors_mean = np.array([123.15, 115.90, 103.06], np.float32)
+    centred = keras.Model(model.input, model.get_layer("mean_pixel").output)
+    np.testing.assert_array_equal(np.asarray(centred(np.broadcast_to(authors_mean,
+                                                                     (1, 3, 3, 3)))), 0.0)
+
+
+def test_dropout_random_state_is_checkpointed(tmp_path):
+    """A run resumed from a checkpoint draws the dropout masks the uninterrupted run would."""
+    keras.utils.set_random_seed(0)
+    model = _small_aspp_model()
+    image = np.full((1, 33, 33, 3), 100.0, np.float32)
+    for _ in range(2):
+        model(image, training=True)
+    path = tf.train.Checkpoint(model=model).save(str(tmp_path / "ckpt"))
+    uninterrupted = np.asarray(model(image, training=True))
+    keras.utils.set_random_seed(0)  # a restarted process seeds the same way
+    resumed = _small_aspp_model()
+    tf.train.Checkpoint(model=resumed).restore(path).assert_existing_objects_matched()
+    np.testing.assert_array_equal(np.asarray(resumed(image, training=True)), uninterrupted)

@@ -77,6 +77,7 @@ def test_predict_tool_writes_masks_and_skips_bad_files(tmp_path):
     config = config_lib.ExperimentConfig(name="test")
     config.model.depth = 50
     config.eval.output_stride = 16
+    config.eval.crop_size = (33, 33)  # every input below is padded to 33x33
     config.data.dataset = "synthetic_voc"
     colours = known_answer.distinct_colours(21)
     model = known_answer.set_nearest_colour_weights(config_lib.build_model(config.model),
@@ -107,7 +108,7 @@ def test_predict_tool_writes_masks_and_skips_bad_files(tmp_path):
     assert "missing.png: skipped" in process.stderr
     assert "[2/6]" in process.stdout and "done: 4 predicted, 2 skipped" in process.stdout
 
-    predict = inference.make_predict_fn(model)
+    predict = inference.make_predict_fn(model, crop_size=(33, 33))
     for name, image in (("photo", photo), ("gray", np.dstack([photo[:9, :13, 0]] * 3)),
                         ("mosaic", mosaic),
                         ("single", tf.io.decode_jpeg(single.read_bytes()).numpy())):

@@ -95,7 +95,9 @@ def test_one_step_gives_every_trainable_weight_a_finite_gradient(data_dir, tmp_p
 
 
 def test_frozen_batch_norm_keeps_statistics_and_gamma(data_dir, tmp_path):
-    trainer = loop.Trainer(smoke(data_dir, "train.freeze_batch_norm=True"), str(tmp_path))
+    # With freeze_gamma_beta; the default (gamma/beta still learn) is in test_train_fidelity.
+    trainer = loop.Trainer(smoke(data_dir, "train.freeze_batch_norm=True",
+                                 "train.freeze_gamma_beta=True"), str(tmp_path))
     bn = trainer.model.get_layer("block1_unit_1_conv1_bn")
     assert not any(v.path.startswith(bn.name + "/") for v in trainer.trainable)
     before = [w.numpy().copy() for w in bn.weights]

@@ -48,12 +48,16 @@ def load_config():
 
 def evaluate_checkpoint(config, checkpoint):
     import deeplab_tf.data
+    from deeplab_tf import config as config_lib
     from deeplab_tf import evaluation, visualization
     step = evaluation.checkpoint_step(checkpoint)
     model = evaluation.restore_model(config.model, checkpoint, config.eval.output_stride)
     output_stride = evaluation.model_output_stride(model)
-    predict = evaluation.make_predict_fn(model, config.eval.scales, config.eval.flip)
-    dataset = deeplab_tf.data.eval_input(config.data, config.eval.split, output_stride)
+    crop_size = config_lib.eval_crop_size(config.eval)  # None: smallest OS*k+1
+    predict = evaluation.make_predict_fn(model, config.eval.scales, config.eval.flip,
+                                         crop_size)
+    dataset = deeplab_tf.data.eval_input(config.data, config.eval.split, output_stride,
+                                         crop_size)
     try:
         class_names, _ = visualization.dataset_info(config.data.dataset)
     except ValueError:
@@ -70,7 +74,8 @@ def evaluate_checkpoint(config, checkpoint):
                                     num_examples=count if count > 0 else None)
     settings = dict(checkpoint=checkpoint, dataset=config.data.dataset,
                     split=config.eval.split, output_stride=output_stride,
-                    scales=list(config.eval.scales), flip=config.eval.flip)
+                    scales=list(config.eval.scales), flip=config.eval.flip,
+                    crop_size=list(crop_size) if crop_size else "smallest")
     table = evaluation.write_results(FLAGS.workdir, confusion.result(), step, settings)
     print(table, flush=True)
     return step

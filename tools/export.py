@@ -56,14 +56,15 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
     metadata = saved_model.export_saved_model(
         model, export_dir, scales=scales, flip=flip, probabilities=FLAGS.probabilities,
-        max_pixels=FLAGS.max_pixels or serving.DEFAULT_MAX_PIXELS, class_names=class_names)
+        max_pixels=FLAGS.max_pixels or serving.DEFAULT_MAX_PIXELS, class_names=class_names,
+        crop_size=config_lib.eval_crop_size(settings))
     print(f"SavedModel of {checkpoint} in {export_dir}: output stride "
           f"{metadata['output_stride']}, scales {metadata['scales']}, flip {metadata['flip']}",
           flush=True)
     if FLAGS.tflite:
         size = FLAGS.tflite_size or config.data.crop_size
         path = tflite.convert_tflite(model, os.path.join(export_dir, "model.tflite"),
-                                     size)
+                                     size, config_lib.eval_crop_size(settings))
         print(f"TFLite model for {size}x{size} images in {path}", flush=True)
 
 

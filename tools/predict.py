@@ -70,7 +70,8 @@ def main(argv):
         model = evaluation.restore_model(config.model, checkpoint, output_stride)
     except ValueError as error:
         sys.exit(f"tools.predict: {error}")
-    predict = evaluation.make_predict_fn(model, scales, flip)
+    predict = evaluation.make_predict_fn(model, scales, flip,
+                                         config_lib.eval_crop_size(settings))
     print(f"{len(files)} images; {checkpoint} at output stride "
           f"{evaluation.model_output_stride(model)}, scales {scales}, flip {flip}", flush=True)
 

@@ -36,6 +36,7 @@ def main(argv):
     from deeplab_tf import train
     try:
         config = config_lib.load_experiment(FLAGS.experiment, FLAGS.set)
+        config_lib.init_checkpoint_path(config)  # refuses an unset ImageNet start
     except ValueError as error:
         raise app.UsageError(str(error)) from None
     strategy = strategy_lib.make_strategy(FLAGS.strategy)

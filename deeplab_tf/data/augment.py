@@ -1,17 +1,20 @@
-"""The paper's training augmentation (4.1) and the evaluation padding (3, "Inference").
+"""The paper's training augmentation (4.1) and the evaluation padding (4.1, "Crop size").
 
-Training: random scale in [min_scale, max_scale] (steps of `scale_step`, 0 = continuous),
-pad bottom/right to the crop with the mean pixel (image) and 255 (label), random crop,
-random left-right flip. One draw of (scale, offset, flip) moves image and label together;
-labels use nearest neighbour only, with the same sample positions as the image's bilinear
-resize (tf.image.resize, half-pixel centres).
+Training, as the authors' input_preprocess.py: scale the whole image by a random factor in
+[min_scale, max_scale] (steps of `scale_step`, 0 = continuous) to int(s*H) x int(s*W) with
+bilinear interpolation on aligned corners (labels: nearest neighbour, aligned corners),
+pad bottom/right to the crop with the mean pixel (image) and 255 (label), take a random
+crop, flip left-right at random. One draw of (scale, offset, flip) moves image and label
+together.
 
-Speed: the whole scaled image is never built. The crop is mapped back to a source window,
-only that window is decoded (`decode_and_crop_jpeg`) and resized straight to the crop's
-real pixels; the mean-pixel padding is a concatenation of constant slices; the label is
-two row gathers. At scale 2 this decodes a quarter of the image and resizes to one crop
-instead of a 4x larger image. Randomness is stateless, keyed on (seed, element index), so
-the stream is the same on every run.
+Speed: the whole scaled image is never built. Each output pixel of the crop samples the
+source at exactly the position the whole-image resize would (TensorFlow's aligned-corner
+arithmetic in float32: position = i * (H - 1) / (int(s*H) - 1)), from the source window
+those positions touch; only that window is decoded (`decode_and_crop_jpeg`). The bilinear
+weights are applied with gathers in the kernel's own order (along x, then y), so the crop
+equals the same window of the whole-image resize; labels take the kernel's rounding. The
+mean-pixel padding is a concatenation of constant slices. Randomness is stateless, keyed on
+(seed, element index), so the stream is the same on every run.
 """
 import numpy as np
 import tensorflow as tf
@@ -19,6 +22,10 @@ import tensorflow as tf
 from deeplab_tf.modeling.layers import MEAN_PIXEL
 
 IGNORE_LABEL = 255
+# decode_and_crop_jpeg upsamples 4:2:0 chroma at the window's edges from the edge itself,
+# up to 2 grey levels off a whole-image decode there; the decoded window reaches this many
+# pixels past the samples, so every sampled pixel equals the whole-image decode.
+JPEG_WINDOW_MARGIN = 2
 
 
 def random_scale(seed, min_scale, max_scale, scale_step):
@@ -29,32 +36,48 @@ def random_scale(seed, min_scale, max_scale, scale_step):
     return tf.random.stateless_uniform([], seed, min_scale, max_scale)
 
 
-def _axis(scaled, crop_size, source, seed):
-    """The crop along one axis: a source interval [lo, lo + size) resized to `length`.
+def scaled_size(size, scale):
+    """int(size * scale) in float32, at least 1: the authors' randomly_scale_image_and_label."""
+    return tf.maximum(tf.cast(tf.cast(size, tf.float32) * scale, tf.int32), 1)
 
-    Padding goes at the end (bottom/right), as in the original code. When the scaled image
-    is longer than the crop, the crop is a random source interval of crop/scale pixels
-    (rounded to whole pixels, so the scale is exact up to half a source pixel); otherwise
-    it is the whole axis, resized to `scaled` pixels and padded.
+
+def _axis(source, scaled, crop_size, offset):
+    """Where the crop samples one axis of the source.
+
+    The source axis (`source` pixels) resized with aligned corners to `scaled` pixels,
+    padded to the crop at the end, read from `offset` on: `length` = min(crop, scaled)
+    resized pixels, then padding. For each of them, as ResizeBilinear computes it:
+    position = (offset + i) * (source - 1) / (scaled - 1), lower = floor, upper = min(ceil,
+    source - 1), lerp = position - lower; and as ResizeNearestNeighbor: nearest =
+    min(roundf(position), source - 1). Indices are relative to the source window
+    [lo, lo + size) that holds them (with a margin, see JPEG_WINDOW_MARGIN); `nearest` is
+    absolute, `source` for the padding.
     """
     length = tf.minimum(crop_size, scaled)
-    size = tf.where(scaled > crop_size, tf.cast(tf.round(
-        tf.cast(crop_size * source, tf.float32) / tf.cast(scaled, tf.float32)), tf.int32),
-                    source)
-    size = tf.clip_by_value(size, 1, source)
-    lo = tf.random.stateless_uniform([], seed, 0, source - size + 1, dtype=tf.int32)
-    # Nearest neighbour for the label with tf.image.resize's half-pixel centres: window
-    # offset k of crop pixel i. Past the image, index `source` (see `_nearest_label`).
-    step = tf.cast(size, tf.float32) / tf.cast(length, tf.float32)
-    offset = tf.minimum(tf.cast(tf.floor(
-        (tf.range(crop_size, dtype=tf.float32) + 0.5) * step), tf.int32), size - 1)
+    ratio = tf.where(scaled > 1, tf.cast(source - 1, tf.float32) /
+                     tf.cast(tf.maximum(scaled - 1, 1), tf.float32), 0.0)
+    position = tf.cast(offset + tf.range(crop_size), tf.float32) * ratio
+    floor = tf.floor(position)
+    lerp = position - floor
+    lower = tf.cast(floor, tf.int32)
+    upper = tf.minimum(tf.cast(tf.math.ceil(position), tf.int32), source - 1)
+    # roundf: half away from zero (tf.round would round half to even).
+    nearest = tf.minimum(lower + tf.cast(lerp >= 0.5, tf.int32), source - 1)
     inside = tf.range(crop_size) < length
-    return {"length": length, "lo": lo, "size": size,
-            "nearest": tf.where(inside, lo + offset, source),
-            # Flipped: the image resizes the mirrored window (ties in the rounding go the
-            # mirrored way) and its padding moves to the front.
-            "nearest_flipped": tf.roll(tf.where(inside, lo + size - 1 - offset, source),
-                                       crop_size - length, 0)}
+    lo = tf.maximum(lower[0] - JPEG_WINDOW_MARGIN, 0)
+    hi = tf.minimum(upper[length - 1] + JPEG_WINDOW_MARGIN, source - 1)
+    return {"length": length, "lo": lo, "size": hi - lo + 1,
+            "lower": lower[:length] - lo, "upper": upper[:length] - lo,
+            "lerp": lerp[:length], "nearest_in_window": nearest[:length] - lo,
+            "nearest": tf.where(inside, nearest, source)}
+
+
+def _flipped(axis):
+    """The same axis read right to left (the crop flipped), padding moved to the front."""
+    flipped = {key: tf.reverse(axis[key], [0])
+               for key in ("lower", "upper", "lerp", "nearest_in_window")}
+    flipped["nearest"] = tf.reverse(axis["nearest"], [0])  # [padding, valid reversed]
+    return dict(axis, **flipped)
 
 
 def _nearest_label(label, rows, columns):
@@ -68,6 +91,27 @@ def _nearest_label(label, rows, columns):
     return tf.cast(picked, tf.int32)
 
 
+def _resize_window(window, y, x, method):
+    """The crop's resized pixels from the decoded source window (uint8 h x w x 3)."""
+    if method == "nearest":
+        picked = tf.gather(tf.gather(window, y["nearest_in_window"]), x["nearest_in_window"],
+                           axis=1)
+        return tf.cast(picked, tf.float32)
+    if method != "bilinear":
+        raise ValueError(f"image_method must be bilinear or nearest, got {method!r}")
+    # ResizeBilinear's arithmetic: top = tl + (tr - tl) * x_lerp, the same for bottom,
+    # then top + (bottom - top) * y_lerp. Along x first, for every window row; columns are
+    # gathered from the transposed window (whole rows per index: several times faster
+    # than gathering 3-byte pixels along axis 1).
+    columns = tf.transpose(window, [1, 0, 2])
+    left = tf.cast(tf.gather(columns, x["lower"]), tf.float32)
+    right = tf.cast(tf.gather(columns, x["upper"]), tf.float32)
+    along_x = tf.transpose(left + (right - left) * x["lerp"][:, None, None], [1, 0, 2])
+    top = tf.gather(along_x, y["lower"])
+    bottom = tf.gather(along_x, y["upper"])
+    return top + (bottom - top) * y["lerp"][:, None, None]
+
+
 def decode_image(image_bytes, is_jpeg, window=None):
     """uint8 HxWx3 of the encoded image; only `window` (y, x, h, w) of a JPEG is decoded."""
     if is_jpeg and window is not None:
@@ -79,29 +123,21 @@ def decode_image(image_bytes, is_jpeg, window=None):
     return image
 
 
-def train_augment(image_bytes, label, seed, crop_size, min_scale, max_scale, scale_step,
-                  flip, is_jpeg, image_method="bilinear"):
-    """One training example: (float32 crop x crop x 3 in 0..255, int32 crop x crop).
+def scale_crop_flip(image_bytes, label, is_jpeg, crop_size, scale, offset, flipped,
+                    image_method="bilinear"):
+    """(float32 crop x crop x 3 in 0..255, int32 crop x crop) for one draw.
 
-    `label` is the decoded uint8 HxWx1; `seed` a stateless seed, shape [2].
-    `image_method="nearest"` exists for tests: then image and label pixels correspond
-    one to one.
+    `label`: the decoded uint8 HxWx1; `scale`: the factor; `offset`: (y, x) of the crop in
+    the scaled image padded to at least the crop; `flipped`: a bool tensor.
+    `image_method="nearest"` exists for tests: image and label pixels then correspond one
+    to one.
     """
-    seeds = tf.random.experimental.stateless_split(seed, 4)
     height, width = tf.shape(label)[0], tf.shape(label)[1]
-    scale = random_scale(seeds[0], min_scale, max_scale, scale_step)
-    scaled_h = tf.maximum(tf.cast(tf.cast(height, tf.float32) * scale, tf.int32), 1)
-    scaled_w = tf.maximum(tf.cast(tf.cast(width, tf.float32) * scale, tf.int32), 1)
-    y = _axis(scaled_h, crop_size, height, seeds[1])
-    x = _axis(scaled_w, crop_size, width, seeds[2])
-    flipped = tf.random.stateless_uniform([], seeds[3]) < 0.5 if flip else tf.constant(False)
-
-    source = decode_image(image_bytes, is_jpeg, (y["lo"], x["lo"], y["size"], x["size"]))
-    # Flipping the (uint8, at most image-sized) source before the symmetric half-pixel
-    # resize equals flipping the float crop after it, at a fraction of the memory traffic.
-    source = tf.cond(flipped, lambda: tf.reverse(source, [1]), lambda: source)
-    image = tf.cast(tf.image.resize(source, tf.stack([y["length"], x["length"]]),
-                                    method=image_method), tf.float32)
+    y = _axis(height, scaled_size(height, scale), crop_size, offset[0])
+    x = _axis(width, scaled_size(width, scale), crop_size, offset[1])
+    x = tf.cond(flipped, lambda: _flipped(x), lambda: x)
+    window = decode_image(image_bytes, is_jpeg, (y["lo"], x["lo"], y["size"], x["size"]))
+    image = _resize_window(window, y, x, image_method)
     # Pad with the mean pixel by concatenating slices of a constant (no masked select, no
     # pass over the image): at the right (left once flipped) and at the bottom.
     mean = tf.constant(np.broadcast_to(np.float32(MEAN_PIXEL), (crop_size, crop_size, 3)))
@@ -111,18 +147,33 @@ def train_augment(image_bytes, label, seed, crop_size, min_scale, max_scale, sca
                                     lambda: tf.concat([image, side], 1)))
     image = tf.cond(y["length"] == crop_size, lambda: image,
                     lambda: tf.concat([image, mean[:crop_size - y["length"]]], 0))
-
-    columns = tf.where(flipped, x["nearest_flipped"], x["nearest"])
-    label = _nearest_label(label[..., 0], y["nearest"], columns)
+    label = _nearest_label(label[..., 0], y["nearest"], x["nearest"])
     image.set_shape([crop_size, crop_size, 3])
     return image, tf.ensure_shape(label, [crop_size, crop_size])
 
 
-def eval_pad(image, label, output_stride):
-    """Pads (not crops) the whole image to output_stride*k+1 at the bottom/right."""
+def train_augment(image_bytes, label, seed, crop_size, min_scale, max_scale, scale_step,
+                  flip, is_jpeg, image_method="bilinear"):
+    """One training example: draws (scale, offset, flip) from the stateless `seed` (shape
+    [2]) and applies them with `scale_crop_flip`."""
+    seeds = tf.random.experimental.stateless_split(seed, 4)
+    scale = random_scale(seeds[0], min_scale, max_scale, scale_step)
+    offset = []
+    for axis in (0, 1):
+        # The authors' random_crop: uniform in [0, scaled - crop] (0 when padded).
+        slack = tf.maximum(scaled_size(tf.shape(label)[axis], scale) - crop_size, 0)
+        offset.append(tf.random.stateless_uniform([], seeds[1 + axis], 0, slack + 1,
+                                                  dtype=tf.int32))
+    flipped = tf.random.stateless_uniform([], seeds[3]) < 0.5 if flip else tf.constant(False)
+    return scale_crop_flip(image_bytes, label, is_jpeg, crop_size, scale, offset, flipped,
+                           image_method)
+
+
+def eval_pad(image, label, height, width):
+    """Pads (never crops) a whole image at the bottom/right to height x width: the mean
+    pixel for the image, the ignore label for the label (the authors' input_preprocess)."""
     shape = tf.shape(label)
-    target = (shape[:2] - 1 + output_stride - 1) // output_stride * output_stride + 1
-    padding = [[0, target[0] - shape[0]], [0, target[1] - shape[1]], [0, 0]]
+    padding = [[0, height - shape[0]], [0, width - shape[1]], [0, 0]]
     valid = tf.pad(tf.ones(shape[:2], tf.bool), padding[:2])[..., None]
     image = tf.where(valid, tf.pad(tf.cast(image, tf.float32), padding),
                      tf.constant(MEAN_PIXEL, tf.float32))

@@ -1,5 +1,5 @@
 """The tf.data input functions: `train_input` (paper 4.1 augmentation, 4.3 bootstrapping)
-and `eval_input` (whole images padded to output_stride*k+1, paper 3).
+and `eval_input` (whole images padded to the evaluation crop size, paper 4.1).
 
 Both read a TFDS builder registered by `deeplab_tf.data`. Images and labels stay encoded
 until the parallel map, where the augmentation decodes only the image window it needs.
@@ -9,6 +9,7 @@ import tensorflow_datasets as tfds
 
 from deeplab_tf.data import augment
 from deeplab_tf.data.bootstrap import bootstrap
+from deeplab_tf.evaluation.inference import padded_size
 
 # Both stay encoded through the shuffle buffer (a tenth of the memory) and are decoded in
 # the parallel map.
@@ -103,17 +104,23 @@ def train_input(data_config, batch_size, seed=0, input_context=None):
         tf.data.AUTOTUNE).with_options(options)
 
 
-def eval_input(data_config, split, output_stride):
-    """One whole image per element, padded to output_stride*k+1, in the split's order."""
+def eval_input(data_config, split, output_stride, crop_size=None):
+    """One whole image per element, in the split's order, padded (never cropped) to the
+    evaluation crop size (height, width) as the authors' input_preprocess does: a larger
+    image to the next output_stride*k+1 that holds it; crop_size None: each image to the
+    smallest output_stride*k+1 (the `eval.pad_to="smallest"` protocol)."""
     builder = load_builder(data_config)
     output_stride = output_stride or 32  # no atrous: pad for the largest stride used
+    crop_height, crop_width = (None, None) if crop_size is None else crop_size
     is_jpeg = _is_jpeg(builder)
 
     def pad_example(example):
         image = augment.decode_image(example["image"], is_jpeg)
         label = tf.io.decode_png(example["label"], channels=1)
         shape = tf.shape(label)
-        image, label = augment.eval_pad(image, label, output_stride)
+        image, label = augment.eval_pad(image, label,
+                                        padded_size(shape[0], output_stride, crop_height),
+                                        padded_size(shape[1], output_stride, crop_width))
         return {"image": image[None], "label": label[None], "height": shape[0],
                 "width": shape[1], "file_name": example["file_name"]}
 

@@ -20,8 +20,9 @@ EVAL_DIR = "eval"
 def examples_from_eval_input(dataset):
     """(image HxWx3, label HxW) pairs from `deeplab_tf.data.eval_input` elements.
 
-    eval_input pads each image to output_stride*k+1; the padding is cut off here because
-    inference pads again for every scale of the multi-scale input.
+    eval_input pads each image to the evaluation size; the padding is cut off here and
+    inference pads again (to the same size, given the same crop_size), so the caller may
+    pass padded or unpadded images alike.
     """
     for element in dataset.as_numpy_iterator():
         height = int(np.asarray(element["height"]).reshape(-1)[0])

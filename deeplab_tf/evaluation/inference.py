@@ -1,16 +1,23 @@
 """Whole-image inference with multi-scale inputs and left-right flips (paper 4.1, 4.3).
 
-"During inference ... we pad the image to OS*k+1" (whole-image inference, no crops): with
-the slim padding of the backbone, feature pixel i then sits exactly on input pixel OS*i, and
-the logits upsampled bilinearly with aligned corners land on the input grid. The padding
-(the mean pixel, i.e. zero after the model's mean subtraction) is cut off again at full
-resolution.
+The paper's test protocol (4.1: "crop size to be 513 during both training and test"; the
+authors' eval.py `eval_crop_size` and input_preprocess.py): every image is padded, never
+cropped, at the bottom/right with the mean pixel to the evaluation crop size (513x513 on
+VOC, 1025x2049 on Cityscapes; a larger image to the next output_stride*k+1 that holds it),
+so the image-pooling branch averages over the same map as in training (33x33 at OS 16).
+The prediction is cut back to the image's own size. With crop_size=None each image is
+padded only to the smallest output_stride*k+1 holding it (config eval.pad_to="smallest"),
+a different protocol. Either way the padded size is output_stride*k+1: with the slim
+padding of the backbone feature pixel i then sits exactly on input pixel OS*i, and logits
+upsampled bilinearly with aligned corners land on the input grid.
 
-Multi-scale + flip (paper 4.3, Table 4 "MS", "Flip"): the image is resized by each scale
-(aligned corners), optionally mirrored, run through the model, and the logits are brought
-back to the original size (and un-mirrored); the softmax class probabilities are averaged
-over all inputs, as the authors' `predict_labels_multi_scale` does. Scale 1.0 is never
-resampled, so scales=(1.0,) without flip is exactly plain inference.
+Multi-scale + flip (paper 4.3, Table 4 "MS", "Flip"), as the authors' model.py
+`predict_labels_multi_scale` / `multi_scale_logits`: the padded input is resized (aligned
+corners) to `scale_dimension(size, scale)` = int((size - 1) * scale + 1), optionally
+mirrored, run through the model; its logits are resized to scale_dimension(size,
+max(1, scale) / OS), un-mirrored, resized to the padded size, and the softmax class
+probabilities are averaged over all inputs. Scale 1.0 is never resampled, so scales=(1.0,)
+without flip is exactly plain inference.
 
 Everything here is TensorFlow ops, traceable with dynamic image sizes: the evaluation and
 the exported SavedModel run the same function.
@@ -49,8 +56,14 @@ def traced_model(model):
     return function
 
 
-def padded_size(size, output_stride):
-    """The smallest output_stride*k+1 that is >= size (works on ints and int tensors)."""
+def padded_size(size, output_stride, crop_size=None):
+    """The evaluation input size along one axis (ints or int tensors).
+
+    `crop_size` (the evaluation crop) or, for a larger image or crop_size None, the image's
+    own size, rounded up to the next output_stride*k+1.
+    """
+    if crop_size is not None:
+        size = tf.maximum(size, crop_size)
     return (size + output_stride - 2) // output_stride * output_stride + 1
 
 
@@ -69,74 +82,97 @@ def resize_aligned(images, size):
                                      half_pixel_centers=False)
 
 
-def full_resolution_logits(model, images, output_stride=None):
-    """Logits at the images' own size: pad to OS*k+1, run, upsample, cut the padding off."""
+def scale_dimension(size, scale):
+    """int((size - 1) * scale + 1) in float32: the authors' model.scale_dimension.
+
+    An output_stride*k+1 size stays one for the paper's scales (513 * 0.75 -> 385 = 16*24+1).
+    """
+    return tf.cast((tf.cast(size, tf.float32) - 1.0) * scale + 1.0, tf.int32)
+
+
+def _padded_images(images, output_stride, crop_size):
+    """(images padded to the evaluation size, its height, its width)."""
+    shape = tf.shape(images)
+    crop_height, crop_width = (None, None) if crop_size is None else crop_size
+    height = padded_size(shape[1], output_stride, crop_height)
+    width = padded_size(shape[2], output_stride, crop_width)
+    return pad_with_mean_pixel(images, height, width), height, width
+
+
+def full_resolution_logits(model, images, output_stride=None, crop_size=None):
+    """Logits at the images' own size: pad, run, upsample, cut the padding off."""
     output_stride = output_stride or model_output_stride(model)
     shape = tf.shape(images)
-    height, width = shape[1], shape[2]
-    padded_height = padded_size(height, output_stride)
-    padded_width = padded_size(width, output_stride)
-    padded = pad_with_mean_pixel(images, padded_height, padded_width)
+    padded, padded_height, padded_width = _padded_images(images, output_stride, crop_size)
     logits = traced_model(model)(padded)
     logits = resize_aligned(logits, tf.stack([padded_height, padded_width]))
-    return logits[:, :height, :width]
+    return logits[:, :shape[1], :shape[2]]
 
 
-def scaled_size(size, scale):
-    """round(scale * size), at least one pixel."""
-    scaled = tf.math.floor(tf.cast(size, tf.float32) * scale + 0.5)
-    return tf.maximum(tf.cast(scaled, tf.int32), 1)
-
-
-def predict_probabilities(model, images, scales=(1.0,), flip=False, output_stride=None):
+def predict_probabilities(model, images, scales=(1.0,), flip=False, output_stride=None,
+                          crop_size=None):
     """Class probabilities [B,H,W,C] for images [B,H,W,3] (RGB 0..255, any dtype).
 
     The average of softmax(logits) over `scales` x (identity, left-right flip if `flip`),
-    every term taken at the input's full resolution.
+    every term computed on the input padded to the evaluation size (`crop_size`, (height,
+    width) or None for the smallest output_stride*k+1) and cut back to the input's size.
     """
     if not scales:
         raise ValueError("scales must name at least one scale, e.g. (1.0,)")
+    output_stride = output_stride or model_output_stride(model)
     images = tf.cast(images, tf.float32)
     shape = tf.shape(images)
     height, width = shape[1], shape[2]
+    padded, padded_height, padded_width = _padded_images(images, output_stride, crop_size)
     total = None
     for scale in scales:
         if scale <= 0:
             raise ValueError(f"scales must be positive, got {scale}")
-        if scale == 1.0:
-            scaled = images
-        else:
-            scaled = resize_aligned(
-                images, tf.stack([scaled_size(height, scale), scaled_size(width, scale)]))
+        scaled = padded
+        if scale != 1.0:
+            scaled = resize_aligned(padded, tf.stack([scale_dimension(padded_height, scale),
+                                                      scale_dimension(padded_width, scale)]))
         for mirrored in ((False, True) if flip else (False,)):
             inputs = tf.reverse(scaled, axis=[2]) if mirrored else scaled
-            logits = full_resolution_logits(model, inputs, output_stride)
+            logits = traced_model(model)(inputs)
+            if scale != 1.0:
+                # multi_scale_logits brings every scale's logits to the size of the
+                # largest of (1, scale) first.
+                logits_scale = max(1.0, scale) / output_stride
+                logits = resize_aligned(logits, tf.stack([
+                    scale_dimension(padded_height, logits_scale),
+                    scale_dimension(padded_width, logits_scale)]))
             if mirrored:
                 logits = tf.reverse(logits, axis=[2])
-            if scale != 1.0:
-                logits = resize_aligned(logits, tf.stack([height, width]))
-            probabilities = tf.nn.softmax(logits, axis=-1)
+            logits = resize_aligned(logits, tf.stack([padded_height, padded_width]))
+            probabilities = tf.nn.softmax(logits[:, :height, :width], axis=-1)
             total = probabilities if total is None else total + probabilities
     return total / float(len(scales) * (2 if flip else 1))
 
 
-def predict_labels(model, images, scales=(1.0,), flip=False, output_stride=None):
+def predict_labels(model, images, scales=(1.0,), flip=False, output_stride=None,
+                   crop_size=None):
     """int32 class ids [B,H,W]: the argmax of `predict_probabilities`."""
-    probabilities = predict_probabilities(model, images, scales, flip, output_stride)
+    probabilities = predict_probabilities(model, images, scales, flip, output_stride,
+                                          crop_size)
     return tf.argmax(probabilities, axis=-1, output_type=tf.int32)
 
 
-def make_predict_fn(model, scales=(1.0,), flip=False):
+def make_predict_fn(model, scales=(1.0,), flip=False, crop_size=None):
     """A tf.function images [B,H,W,3] float32 -> (labels, probabilities), any size.
 
+    `crop_size`: the evaluation crop (height, width) images are padded to, or None for
+    the smallest output_stride*k+1 (config: `config.eval_crop_size(config.eval)`).
     One trace serves every image size (the input signature leaves them unknown).
     """
     output_stride = model_output_stride(model)
     scales = tuple(float(s) for s in scales)
+    crop_size = None if crop_size is None else tuple(int(s) for s in crop_size)
 
     @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
     def predict(images):
-        probabilities = predict_probabilities(model, images, scales, flip, output_stride)
+        probabilities = predict_probabilities(model, images, scales, flip, output_stride,
+                                              crop_size)
         return tf.argmax(probabilities, axis=-1, output_type=tf.int32), probabilities
 
     return predict

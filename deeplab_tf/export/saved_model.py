@@ -1,6 +1,6 @@
 """SavedModel export of a trained DeepLabv3 for serving (inference as in paper 4.1, 4.3).
 
-Two signatures, output stride / scales / flip fixed at export time:
+Two signatures, output stride / scales / flip / padded size fixed at export time:
   serving_default  images: string [N] (JPEG or PNG bytes, any sizes)
                    -> labels int32 [N, max H, max W] (255 outside each image), heights,
                       widths, status int32 [N] (see `serving.py`), probabilities (optional)
@@ -24,9 +24,12 @@ SIGNATURE_IMAGES = "serve_images"
 
 
 def export_saved_model(model, export_dir, scales=(1.0,), flip=False, probabilities=False,
-                       max_pixels=serving.DEFAULT_MAX_PIXELS, class_names=None):
+                       max_pixels=serving.DEFAULT_MAX_PIXELS, class_names=None,
+                       crop_size=None):
     """Writes `model` (a DeepLabV3 at the serving output stride) as a SavedModel.
 
+    `crop_size`: the (height, width) every image is padded to (the evaluation crop), or
+    None for the smallest output_stride*k+1; recorded in the metadata.
     Returns the metadata dict also written to EXPORT_DIR/deeplab_export.json.
     """
     scales = tuple(float(s) for s in scales)
@@ -34,7 +37,8 @@ def export_saved_model(model, export_dir, scales=(1.0,), flip=False, probabiliti
         raise ValueError(f"scales must be positive numbers, got {scales}")
     output_stride = inference.model_output_stride(model)
     settings = dict(scales=list(scales), flip=bool(flip), output_stride=output_stride,
-                    max_pixels=int(max_pixels), probabilities=bool(probabilities))
+                    max_pixels=int(max_pixels), probabilities=bool(probabilities),
+                    crop_size=None if crop_size is None else [int(s) for s in crop_size])
 
     def serve_bytes(images):
         return serving.predict_encoded(model, images, **settings)

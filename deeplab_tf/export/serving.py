@@ -1,7 +1,8 @@
 """Serving functions: encoded images or uint8 images in, class labels at input size out.
 
-Both run `evaluation.inference.predict_probabilities` (pad to OS*k+1, multi-scale, flip,
-paper 4.1 and 4.3) with the output stride, scales and flip fixed at export time.
+Both run `evaluation.inference.predict_probabilities` (pad to the evaluation crop size,
+multi-scale, flip, paper 4.1 and 4.3) with the output stride, scales, flip and crop size
+fixed at export time.
 
 Per-image failures in the bytes signature. A request holds several images; one bad image
 must not fail the others. Each string is decoded inside a `tf.data` pipeline whose
@@ -95,7 +96,8 @@ def decode_image(encoded, max_pixels=DEFAULT_MAX_PIXELS):
         raise ValueError(f"corrupt image data ({error.message.splitlines()[0][:120]})") from None
 
 
-def predict_encoded(model, encoded, scales, flip, output_stride, max_pixels, probabilities):
+def predict_encoded(model, encoded, scales, flip, output_stride, max_pixels, probabilities,
+                    crop_size=None):
     """The bytes signature's body: a batch of encoded images -> labels, sizes, status."""
     encoded = tf.reshape(encoded, [-1])
     count = tf.shape(encoded)[0]
@@ -122,7 +124,7 @@ def predict_encoded(model, encoded, scales, flip, output_stride, max_pixels, pro
         if statuses[position] == STATUS_OK:
             image = images[position, :image_sizes[position, 0], :image_sizes[position, 1]]
             p = inference.predict_probabilities(model, image[None], scales, flip,
-                                                output_stride)[0]
+                                                output_stride, crop_size)[0]
             size = tf.shape(p)[:2]
         else:
             p = tf.zeros([0, 0, num_classes])
@@ -161,7 +163,8 @@ def predict_encoded(model, encoded, scales, flip, output_stride, max_pixels, pro
     return outputs
 
 
-def predict_images(model, images, scales, flip, output_stride, max_pixels, probabilities):
+def predict_images(model, images, scales, flip, output_stride, max_pixels, probabilities,
+                   crop_size=None):
     """The uint8 signature's body: [B,H,W,3] images of one size -> labels [B,H,W]."""
     shape = tf.shape(images)
     tf.debugging.assert_positive(shape[1] * shape[2],
@@ -172,7 +175,8 @@ def predict_images(model, images, scales, flip, output_stride, max_pixels, proba
     num_classes = model.num_classes
 
     def run():
-        return inference.predict_probabilities(model, images, scales, flip, output_stride)
+        return inference.predict_probabilities(model, images, scales, flip, output_stride,
+                                               crop_size)
 
     def empty():  # an empty batch never reaches the model
         return tf.zeros(tf.concat([shape[:3], [num_classes]], 0))

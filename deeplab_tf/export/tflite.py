@@ -2,8 +2,9 @@
 
 TFLite wants static shapes, so the model is converted for one input size (a square of
 `image_size` pixels, e.g. the training crop 513): uint8 [1, S, S, 3] in, int32 labels
-[1, S, S] out; the OS*k+1 padding and the upsampling are inside. Multi-scale and flip are
-left out: they multiply the cost by up to 12, which is what a TFLite target cannot afford.
+[1, S, S] out; the padding (to the evaluation crop size, or OS*k+1) and the upsampling
+are inside. Multi-scale and flip are left out: they multiply the cost by up to 12, which
+is what a TFLite target cannot afford.
 """
 import tensorflow as tf
 from tensorflow.python.framework import convert_to_constants  # no public freezing API in TF2
@@ -11,8 +12,9 @@ from tensorflow.python.framework import convert_to_constants  # no public freezi
 from deeplab_tf.evaluation import inference
 
 
-def convert_tflite(model, path, image_size):
-    """Writes `model` as a .tflite file for [1, image_size, image_size, 3] uint8 images."""
+def convert_tflite(model, path, image_size, crop_size=None):
+    """Writes `model` as a .tflite file for [1, image_size, image_size, 3] uint8 images,
+    padded inside to `crop_size` (or the smallest output_stride*k+1 when None)."""
     if image_size < 1:
         raise ValueError(f"image_size must be positive, got {image_size}")
     output_stride = inference.model_output_stride(model)
@@ -21,7 +23,7 @@ def convert_tflite(model, path, image_size):
                                                 name="images")])
     def labels(images):
         logits = inference.full_resolution_logits(model, tf.cast(images, tf.float32),
-                                                  output_stride)
+                                                  output_stride, crop_size)
         return {"labels": tf.argmax(logits, axis=-1, output_type=tf.int32)}
 
     # Weights as constants: converted with its variables, the .tflite carries uninitialised

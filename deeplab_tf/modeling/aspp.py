@@ -2,7 +2,9 @@
 
 One 1x1 convolution and three 3x3 atrous convolutions in parallel (256 filters, batch norm,
 ReLU), plus global average pooling -> 1x1 conv -> bilinear upsampling; concatenated (1280
-channels) and projected by a 1x1 convolution back to 256.
+channels) and projected by a 1x1 convolution back to 256. As in the authors' model.py, the
+projection is followed by dropout (keep probability 0.9, training only), and the head's
+convolutions start from slim's default initialiser (Glorot uniform).
 """
 import keras
 
@@ -28,9 +30,9 @@ def scaled_rates(rates_at_os16, output_stride):
     return tuple(rates)
 
 
-def aspp(features, atrous_rates, image_pooling=True, bn=None):
-    """The ASPP head on `features`; returns the 256-channel projection."""
-    bn = bn or {}
+def aspp(features, atrous_rates, image_pooling=True, bn=None, dropout_rate=0.1):
+    """The ASPP head on `features`; returns the 256-channel projection (after dropout)."""
+    bn = dict(bn or {}, kernel_initializer=layers.HEAD_INITIALIZER)
     branches = [layers.conv_bn_relu(features, ASPP_DEPTH, 1, "aspp_conv1x1", **bn)]
     for i, rate in enumerate(atrous_rates, start=1):
         # Named by position, not rate: the weights must not depend on output stride.
@@ -42,4 +44,7 @@ def aspp(features, atrous_rates, image_pooling=True, bn=None):
         pooled = layers.conv_bn_relu(pooled, ASPP_DEPTH, 1, "image_pooling", **bn)
         branches.append(layers.ResizeLike(name="image_pooling_upsample")(pooled, features))
     x = keras.layers.Concatenate(name="aspp_concat")(branches)
-    return layers.conv_bn_relu(x, ASPP_DEPTH, 1, "aspp_projection", **bn)
+    x = layers.conv_bn_relu(x, ASPP_DEPTH, 1, "aspp_projection", **bn)
+    if dropout_rate:  # no layer at all for 0: the model is then the one without dropout
+        x = layers.Dropout(dropout_rate, name="aspp_projection_dropout")(x)
+    return x

@@ -15,12 +15,14 @@ class DeepLabV3(keras.Model):
     def __init__(self, num_classes=21, depth=101, output_stride=16, multi_grid=(1, 2, 4),
                  head="aspp", aspp_rates=None, image_pooling=True, extra_blocks=0,
                  batch_norm_decay=layers.BATCH_NORM_DECAY,
-                 batch_norm_epsilon=layers.BATCH_NORM_EPSILON,
+                 batch_norm_epsilon=layers.BATCH_NORM_EPSILON, aspp_dropout_rate=0.1,
                  image_shape=(None, None, 3), **kwargs):
         if head not in HEADS:
             raise ValueError(f"head must be one of {HEADS}, got {head!r}")
         if num_classes < 1:
             raise ValueError(f"num_classes must be positive, got {num_classes}")
+        if not 0 <= aspp_dropout_rate < 1:
+            raise ValueError(f"aspp_dropout_rate must be in [0, 1), got {aspp_dropout_rate}")
         bn = dict(batch_norm_decay=batch_norm_decay, batch_norm_epsilon=batch_norm_epsilon)
         image = keras.Input(shape=tuple(image_shape), name="image")
         features = resnet.build_backbone(image, depth, output_stride, multi_grid,
@@ -29,9 +31,11 @@ class DeepLabV3(keras.Model):
             stride = resnet.effective_output_stride(
                 resnet.plan_blocks(depth, output_stride, multi_grid, extra_blocks))
             rates = aspp_lib.scaled_rates(aspp_rates or aspp_lib.ASPP_RATES_AT_OS16, stride)
-            features = aspp_lib.aspp(features, rates, image_pooling, bn)
+            features = aspp_lib.aspp(features, rates, image_pooling, bn, aspp_dropout_rate)
         # Logits in float32 under any mixed-precision policy: the loss and softmax need it.
-        logits = keras.layers.Conv2D(num_classes, 1, name="logits", dtype="float32")(features)
+        logits = keras.layers.Conv2D(
+            num_classes, 1, name="logits", dtype="float32",
+            kernel_initializer=keras.initializers.get(layers.LOGITS_INITIALIZER))(features)
         kwargs.setdefault("name", f"deeplabv3_resnet{depth}")
         super().__init__(inputs=image, outputs=logits, **kwargs)
         self.num_classes = num_classes
@@ -44,6 +48,7 @@ class DeepLabV3(keras.Model):
         self.extra_blocks = extra_blocks
         self.batch_norm_decay = batch_norm_decay
         self.batch_norm_epsilon = batch_norm_epsilon
+        self.aspp_dropout_rate = aspp_dropout_rate
         self.image_shape = tuple(image_shape)
 
     def get_config(self):
@@ -53,6 +58,7 @@ class DeepLabV3(keras.Model):
                     image_pooling=self.image_pooling, extra_blocks=self.extra_blocks,
                     batch_norm_decay=self.batch_norm_decay,
                     batch_norm_epsilon=self.batch_norm_epsilon,
+                    aspp_dropout_rate=self.aspp_dropout_rate,
                     image_shape=self.image_shape, name=self.name, trainable=self.trainable)
 
     @classmethod
@@ -72,7 +78,9 @@ def deeplabv3(num_classes=21, depth=101, output_stride=16, multi_grid=(1, 2, 4),
         scaled to the model's output stride (x2 at 8, x4 at 4). (6, 12, 18, 24) adds the
         fourth branch of Table 5.
       image_pooling: add the image-level feature branch.
-      **kwargs: batch_norm_decay (paper: 0.9997), batch_norm_epsilon, image_shape, name.
+      **kwargs: batch_norm_decay (paper: 0.9997), batch_norm_epsilon, aspp_dropout_rate
+        (the authors' 0.1 after the ASPP projection, training only; 0 = none; the cascade
+        head has no dropout), image_shape, name.
 
     For logits at the input size, wrap the model with `with_upsampled_logits`, or call
     `upsample_logits(logits, (height, width))` on its output.

@@ -12,12 +12,27 @@ from deeplab_tf.modeling.atrous_conv import AtrousConv2D
 BATCH_NORM_DECAY = 0.9997
 BATCH_NORM_EPSILON = 1e-5
 
-# TF-slim's resnet_v1 preprocessing subtracts the ImageNet mean pixel (RGB) and does not
-# scale; the ImageNet checkpoints the paper starts from expect exactly this input.
-MEAN_PIXEL = (123.68, 116.78, 103.94)
+# The mean pixel (RGB) subtracted from the 0-255 input, and the value images are padded
+# with: the authors' core/feature_extractor.py `_MEAN_RGB` for resnet_v1_50/101. (The slim
+# ImageNet checkpoints were trained with 123.68/116.78/103.94; the numbers of the paper
+# come from the authors' code, and the two differ by less than one grey level.)
+MEAN_PIXEL = (123.15, 115.90, 103.06)
+
+# Initialisers of new layers, as slim's defaults in the authors' scopes. The ResNet scope
+# (resnet_arg_scope: conv1, blocks 1-7) uses slim.variance_scaling_initializer(): a normal
+# of stddev sqrt(1.3 * 2 / fan_in) truncated at two stddev. Keras divides its stddev by
+# 0.8796 (the stddev of a two-sigma truncated unit normal), hence the scale below.
+RESNET_INITIALIZER = dict(class_name="VarianceScaling", config=dict(
+    scale=2.6 * 0.87962566103423978 ** 2, mode="fan_in", distribution="truncated_normal"))
+# The ASPP head (aspp0-3, image_pooling, concat_projection) sets no initialiser, so it gets
+# slim.conv2d's default xavier_initializer(): Glorot uniform.
+HEAD_INITIALIZER = "glorot_uniform"
+# model.py `_get_branch_logits`: truncated normal of stddev 0.01; biases start at zero.
+LOGITS_INITIALIZER = dict(class_name="TruncatedNormal", config=dict(stddev=0.01))
 
 
-def conv2d_same(x, filters, kernel_size, stride=1, atrous_rate=1, name=None):
+def conv2d_same(x, filters, kernel_size, stride=1, atrous_rate=1, name=None,
+                kernel_initializer=RESNET_INITIALIZER):
     """Convolution without bias, padded like TF-slim's `conv2d_same`.
 
     A strided convolution pads explicitly and symmetrically for the effective (atrous) kernel,
@@ -27,10 +42,11 @@ def conv2d_same(x, filters, kernel_size, stride=1, atrous_rate=1, name=None):
     # Every kxk conv is an AtrousConv2D whatever its rate and stride, so the layer list (and
     # the .weights.h5 layout, which Keras keys by class) is the same at every output stride.
     conv = AtrousConv2D if kernel_size > 1 else keras.layers.Conv2D
+    initializer = keras.initializers.get(kernel_initializer)  # a fresh one per layer
     if stride == 1:
         return conv(
             filters, kernel_size, padding="same", dilation_rate=atrous_rate,
-            use_bias=False, kernel_initializer="he_normal", name=name)(x)
+            use_bias=False, kernel_initializer=initializer, name=name)(x)
     effective = kernel_size + (kernel_size - 1) * (atrous_rate - 1)
     pad_total = effective - 1
     pad_begin = pad_total // 2
@@ -38,16 +54,77 @@ def conv2d_same(x, filters, kernel_size, stride=1, atrous_rate=1, name=None):
     x = keras.layers.ZeroPadding2D((padding, padding), name=f"{name}_pad")(x)
     return conv(
         filters, kernel_size, strides=stride, padding="valid", dilation_rate=atrous_rate,
-        use_bias=False, kernel_initializer="he_normal", name=name)(x)
+        use_bias=False, kernel_initializer=initializer, name=name)(x)
+
+
+@keras.saving.register_keras_serializable(package="deeplab_tf")
+class BatchNormalization(keras.layers.BatchNormalization):
+    """Keras batch norm that can run on frozen moving statistics while gamma/beta train.
+
+    `frozen_statistics=True` is the authors' fine_tune_batch_norm=False (slim's batch_norm
+    with is_training=False, its gamma and beta still trainable variables): the layer
+    normalises with its moving mean and variance, never updates them, and SGD still moves
+    gamma and beta. Keras' own `trainable=False` would freeze gamma and beta as well. The
+    class keeps Keras' name, so a `.weights.h5` file keeps its layout.
+    """
+
+    def __init__(self, frozen_statistics=False, **kwargs):
+        super().__init__(**kwargs)
+        self.frozen_statistics = frozen_statistics
+
+    def call(self, inputs, training=None, mask=None):
+        if self.frozen_statistics:
+            training = False
+        return super().call(inputs, training=training, mask=mask)
+
+    def get_config(self):
+        return {**super().get_config(), "frozen_statistics": self.frozen_statistics}
+
+
+@keras.saving.register_keras_serializable(package="deeplab_tf")
+class Dropout(keras.layers.Dropout):
+    """keras Dropout whose random state goes into TensorFlow checkpoints.
+
+    Keras keeps a dropout layer's seed-generator state out of the layer's checkpoint
+    dependencies, so a run resumed from `tf.train.Checkpoint(model=...)` would draw its
+    first steps' masks again; listed as a child here, the state is saved and restored with
+    the model, and a resumed run draws the masks the uninterrupted run would have drawn.
+    """
+
+    def _trackable_children(self, save_type="checkpoint", **kwargs):  # TensorFlow only
+        children = super()._trackable_children(save_type, **kwargs)
+        if save_type == "checkpoint" and getattr(self, "seed_generator", None) is not None:
+            children["seed_generator_state"] = self.seed_generator.state
+        return children
+
+
+def freeze_batch_norm(model, gamma_beta=False):
+    """Stage 2 (paper 4.1): every batch norm of `model` runs on its moving statistics.
+
+    gamma and beta stay trainable unless `gamma_beta`. Returns the number of layers.
+    """
+    frozen = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            if not isinstance(layer, BatchNormalization):
+                raise ValueError(f"{layer.name} is a plain keras BatchNormalization; "
+                                 f"freeze_batch_norm needs deeplab_tf's")
+            layer.frozen_statistics = True
+            if gamma_beta:
+                layer.trainable = False
+            frozen += 1
+    return frozen
 
 
 def batch_norm(x, name, decay=BATCH_NORM_DECAY, epsilon=BATCH_NORM_EPSILON):
-    return keras.layers.BatchNormalization(momentum=decay, epsilon=epsilon, name=name)(x)
+    return BatchNormalization(momentum=decay, epsilon=epsilon, name=name)(x)
 
 
 def conv_bn_relu(x, filters, kernel_size, name, stride=1, atrous_rate=1, relu=True,
-                 batch_norm_decay=BATCH_NORM_DECAY, batch_norm_epsilon=BATCH_NORM_EPSILON):
-    x = conv2d_same(x, filters, kernel_size, stride, atrous_rate, name=name)
+                 batch_norm_decay=BATCH_NORM_DECAY, batch_norm_epsilon=BATCH_NORM_EPSILON,
+                 kernel_initializer=RESNET_INITIALIZER):
+    x = conv2d_same(x, filters, kernel_size, stride, atrous_rate, name=name,
+                    kernel_initializer=kernel_initializer)
     x = batch_norm(x, f"{name}_bn", batch_norm_decay, batch_norm_epsilon)
     if relu:
         x = keras.layers.ReLU(name=f"{name}_relu")(x)

@@ -7,14 +7,15 @@ Keras 3 `fit` has no parameter-server support and breaks under MultiWorkerMirror
   -> logits = model(images); upsampled bilinearly to the labels
   -> loss = sum of pixel cross-entropies / valid pixels of the GLOBAL batch
             + slim weight decay / replicas          (summed over replicas: the exact mean)
-  -> SGD momentum 0.9 at lr = poly(step); step += 1 (a tf.Variable: exact under async PS)
+  -> TF1 momentum 0.9 at lr = poly(step), with the authors' gradient multipliers
+     (train/optimizer.py); step += 1 (a tf.Variable: exact under async PS)
 
 Batch norm: trained with the model's decay (0.9997 in the paper), its statistics computed
 over the whole global batch (`synchronized` across replicas, as one GPU with batch 16 did),
-or frozen (`train.freeze_batch_norm`, stage 2): the BN layers are made non-trainable, which
-in Keras both runs them on their moving statistics and keeps gamma/beta out of the update:
-the paper's "freeze batch normalization parameters". (The authors' TF code also fixed the
-statistics but left SGD free to move gamma/beta.)
+or frozen (`train.freeze_batch_norm`, stage 2, the paper's "freeze batch normalization
+parameters"): as in the authors' code (fine_tune_batch_norm=False) the layers run on their
+moving statistics and stop updating them while SGD still moves gamma/beta;
+`train.freeze_gamma_beta` freezes those as well.
 
 Sync strategies (default, mirrored, multi_worker) run step after step; under
 ParameterServerStrategy the coordinator schedules steps on the workers and reads results
@@ -31,8 +32,10 @@ import tensorflow as tf
 from absl import logging
 
 from deeplab_tf import config as config_lib
+from deeplab_tf import modeling
 from deeplab_tf.train import checkpointing
 from deeplab_tf.train import loss as loss_lib
+from deeplab_tf.train import optimizer as optimizer_lib
 from deeplab_tf.train import schedule as schedule_lib
 from deeplab_tf.train import strategy as strategy_lib
 from deeplab_tf.train import summaries as summaries_lib
@@ -64,11 +67,11 @@ def _build_model(config, num_replicas):
         model = config_lib.build_model(config.model)
     finally:
         keras.config.set_dtype_policy(previous)
+    if config.train.freeze_batch_norm:  # moving statistics; gamma/beta train unless frozen
+        modeling.freeze_batch_norm(model, gamma_beta=config.train.freeze_gamma_beta)
     for layer in model.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
-            if config.train.freeze_batch_norm:
-                layer.trainable = False
-            elif num_replicas > 1:
+            if not config.train.freeze_batch_norm and num_replicas > 1:
                 layer.synchronized = True  # statistics of the global batch
     return model
 
@@ -89,6 +92,7 @@ class Trainer:
                 and not train.freeze_batch_norm:
             raise ValueError("train.xla needs one replica per update or frozen batch norm: "
                              "synchronized batch norm all-reduces inside the step")
+        self.init_checkpoint = config_lib.init_checkpoint_path(config)  # refuses ""
         keras.utils.set_random_seed(train.seed)
         self._write_config()
         with self.strategy.scope():
@@ -98,9 +102,8 @@ class Trainer:
                                     aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
             self.schedule = schedule_lib.poly_schedule(train.base_learning_rate, train.steps,
                                                        train.learning_rate_power)
-            optimizer = keras.optimizers.SGD(
-                learning_rate=schedule_lib.learning_rate_fn(self.schedule, self.step),
-                momentum=train.momentum)
+            optimizer = optimizer_lib.make_optimizer(  # TF1 momentum + gradient multipliers
+                train, self.model, schedule_lib.learning_rate_fn(self.schedule, self.step))
             if train.precision == "mixed_float16":
                 optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
             self.optimizer = optimizer
@@ -183,8 +186,8 @@ class Trainer:
         latest = checkpointing.restore_latest(self.manager)
         if latest:
             logging.info("resumed from %s at step %d", latest, int(self.step.numpy()))
-        elif self.config.train.init_checkpoint:
-            checkpointing.load_init_weights(self.model, self.config.train.init_checkpoint)
+        elif self.init_checkpoint:
+            checkpointing.load_init_weights(self.model, self.init_checkpoint)
         return int(self.step.numpy())
 
     # ---------------------------------------------------------------- one step
