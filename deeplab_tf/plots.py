@@ -7,7 +7,10 @@ evaluation's `eval/miou` where a checkpoint was evaluated; the bar chart is the 
 IoU of `tools.evaluate` (paper Tables 6-7 list the same numbers). matplotlib draws them
 without a display (Agg).
 """
+import io
+
 import numpy as np
+from PIL import Image
 
 from deeplab_tf import visualization
 
@@ -53,10 +56,15 @@ def contact_sheet(path, rows, class_names, palette, titles=("image", "ground tru
             if row == 0:
                 axis.set_title(titles[column], fontsize=9)
         axes[row, 0].set_ylabel(name, fontsize=8)
-    _legend(pyplot, figure, present, class_names, palette, columns=4)
-    figure.tight_layout(rect=(0, 0.6 / (2 * len(rows) + 0.6) + 0.02, 1, 1))
-    figure.savefig(path, dpi=dpi)
+    _legend(pyplot, figure, present, class_names, palette, columns=5)
+    figure.tight_layout(rect=(0, 0.5 / (2 * len(rows) + 0.6), 1, 1))
+    buffer = io.BytesIO()
+    figure.savefig(buffer, dpi=dpi, format="png")
     pyplot.close(figure)
+    # 128 colours without dithering: a third of the bytes (the sheet is meant for a README),
+    # and the masks' flat colours stay exact.
+    picture = Image.open(buffer).convert("RGB").quantize(colors=128, dither=Image.Dither.NONE)
+    picture.save(path, optimize=True)
     return path
 
 
@@ -70,9 +78,10 @@ def read_scalars(logdir):
     # tf.summary (TF 2) writes scalars as tensors; older writers as scalars.
     for tag in accumulator.Tags().get("tensors", []):
         events = accumulator.Tensors(tag)
-        scalars[tag] = (np.array([e.step for e in events]),
-                        np.array([float(np.asarray(_tensor_value(e.tensor_proto)))
-                                  for e in events]))
+        values = [np.asarray(_tensor_value(e.tensor_proto)) for e in events]
+        if values and all(v.ndim == 0 for v in values):  # not the image summaries
+            scalars[tag] = (np.array([e.step for e in events]),
+                            np.array([float(v) for v in values]))
     for tag in accumulator.Tags().get("scalars", []):
         events = accumulator.Scalars(tag)
         scalars[tag] = (np.array([e.step for e in events]), np.array([e.value for e in events]))
