@@ -61,11 +61,22 @@ def contact_sheet(path, rows, class_names, palette, titles=("image", "ground tru
     buffer = io.BytesIO()
     figure.savefig(buffer, dpi=dpi, format="png")
     pyplot.close(figure)
-    # 128 colours without dithering: a third of the bytes (the sheet is meant for a README),
-    # and the masks' flat colours stay exact.
-    picture = Image.open(buffer).convert("RGB").quantize(colors=128, dither=Image.Dither.NONE)
-    picture.save(path, optimize=True)
+    exact = [palette[c] for c in present + [visualization.IGNORE_LABEL]]
+    _few_colours(Image.open(buffer).convert("RGB"), exact).save(path, optimize=True)
     return path
+
+
+def _few_colours(picture, exact, colours=128):
+    """The picture in `colours` colours, without dithering (a third of the bytes: the sheet
+    is meant for a README); the `exact` colours (the masks') are kept exactly."""
+    exact = [tuple(int(v) for v in colour) for colour in exact]
+    adaptive = picture.quantize(colors=colours - len(exact), dither=Image.Dither.NONE)
+    entries = exact + [tuple(adaptive.getpalette()[i:i + 3])
+                       for i in range(0, 3 * (colours - len(exact)), 3)]
+    entries += [entries[0]] * (256 - len(entries))  # a P image's palette has 256 entries
+    reference = Image.new("P", (1, 1))
+    reference.putpalette([v for entry in entries for v in entry])
+    return picture.quantize(palette=reference, dither=Image.Dither.NONE)
 
 
 def read_scalars(logdir):
