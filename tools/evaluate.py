@@ -42,7 +42,8 @@ def load_config():
     elif FLAGS.experiment:
         config = config_lib.load_experiment(FLAGS.experiment, FLAGS.set)
     else:
-        raise app.UsageError(f"{FLAGS.workdir} has no config.json: name the --experiment")
+        raise FileNotFoundError(f"{FLAGS.workdir} has no config.json: name the --experiment "
+                                f"it was trained with, or give its training work dir")
     config_lib.override_eval(config, FLAGS.eval_output_stride, FLAGS.eval_scales,
                              FLAGS.add_flipped_images)
     return config

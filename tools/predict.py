@@ -63,7 +63,8 @@ def main(argv):
     for path, reason in ignored:
         print(f"ignored {path}: {reason}", file=sys.stderr, flush=True)
     if not files:
-        raise app.UsageError(f"no images in --input={','.join(FLAGS.input)}")
+        raise FileNotFoundError(f"no images in --input={','.join(FLAGS.input)}: name JPEG "
+                                f"or PNG files, or folders holding them")
     import numpy as np
     import tensorflow as tf
     from deeplab_tf import config as config_lib
