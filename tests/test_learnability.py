@@ -2,9 +2,10 @@
 
 A check that model, loss and inference fit together (a mismatch in label alignment,
 the ignore label, batch-norm statistics or the logits' upsampling keeps the mIoU far below
-0.9), small enough for every CI run (about a minute on 2 cores): four 33x33 scenes
-(3-4 classes each), output stride 8 (5x5 features), Adam instead of the paper's momentum
-SGD because it gets there in fewer steps, then the scenes go through the evaluation path
+0.9), small enough for every CI run (about 100 CPU-seconds): four 33x33 scenes (2-3
+classes each, 6 in all), output stride 8 (5x5 features), 30 steps of Adam instead of the
+paper's momentum SGD because it gets there in fewer steps (a scratch run: mIoU 0.94 at
+step 20, 0.97 at 30), then the scenes go through the evaluation path
 (`inference.predict_labels`, batch norm in inference mode) and one confusion matrix.
 """
 import keras
@@ -17,7 +18,7 @@ from deeplab_tf.evaluation import inference, metrics
 from deeplab_tf.train import loss as loss_lib
 
 SIZE = 33  # 8 * 4 + 1: the OS*k+1 size of paper 4.1
-STEPS = 60
+STEPS = 30
 
 
 def test_a_small_model_overfits_a_few_synthetic_scenes():
@@ -28,8 +29,10 @@ def test_a_small_model_overfits_a_few_synthetic_scenes():
     assert len(present) >= 4  # background and at least three object classes
 
     tf.keras.utils.set_random_seed(0)
+    # Batch-norm decay 0.5: the moving statistics, which inference uses, follow the last
+    # few batches (at 0.9 the training loss is the same but inference lags ~20 steps).
     model_config = config_lib.ModelConfig(depth=50, output_stride=8, multi_grid=(1, 1, 1),
-                                          aspp_rates=(1, 2, 3), batch_norm_decay=0.9)
+                                          aspp_rates=(1, 2, 3), batch_norm_decay=0.5)
     model = config_lib.build_model(model_config)
     optimizer = keras.optimizers.Adam(1e-3)
 
