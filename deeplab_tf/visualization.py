@@ -8,9 +8,10 @@ TensorBoard images and the tools can write PNGs with PIL.
 import io
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 IGNORE_LABEL = 255
+EXIF_ORIENTATION_TAG = 0x0112
 
 VOC_CLASSES = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
@@ -124,3 +125,30 @@ def encode_png(array):
     buffer = io.BytesIO()
     Image.fromarray(np.asarray(array, dtype=np.uint8)).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def exif_orientation(encoded):
+    """The EXIF orientation (1-8) of encoded image bytes; 1 (as stored) when there is none.
+
+    Phone cameras store the sensor's pixels and say in this tag how to turn them.
+    """
+    try:
+        with Image.open(io.BytesIO(encoded)) as image:
+            orientation = int(image.getexif().get(EXIF_ORIENTATION_TAG, 1))
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError, TypeError):
+        return 1  # unreadable EXIF: the pixels as stored
+    return orientation if 1 <= orientation <= 8 else 1
+
+
+def apply_exif_orientation(image, orientation):
+    """An HxW(xC) array as viewers show it, for an EXIF orientation 1-8 (TIFF/EXIF 2.32).
+
+    Orientation k says where the stored first row and column belong: 2 mirror, 3 turn 180,
+    4 flip upside down, 5 transpose, 6 turn 90 clockwise, 7 transverse, 8 turn 90
+    counterclockwise (PIL's ImageOps.exif_transpose does the same on PIL images).
+    """
+    image = np.asarray(image)
+    transposed = np.swapaxes(image, 0, 1)
+    return {1: image, 2: image[:, ::-1], 3: image[::-1, ::-1], 4: image[::-1],
+            5: transposed, 6: transposed[:, ::-1], 7: transposed[::-1, ::-1],
+            8: transposed[::-1]}[orientation]

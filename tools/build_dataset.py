@@ -5,10 +5,12 @@
         --data_dir=~/tensorflow_datasets
 
 Afterwards `tfds.load(NAME, data_dir=DIR)` reads it once `deeplab_tf.data` is imported.
+Every file is checked as it is read; a problem (a missing or corrupt file, a split list
+that names an image twice, ...) stops the build with one line naming the file.
 """
 from absl import app, flags
 
-from deeplab_tf import data
+from deeplab_tf import console
 
 flags.DEFINE_string("dataset", None, "Builder name (see --list).")
 flags.DEFINE_string("manual_dir", None, "The local copy of the data set.")
@@ -19,6 +21,7 @@ FLAGS = flags.FLAGS
 
 def main(argv):
     del argv
+    from deeplab_tf import data
     if FLAGS.list:
         print("\n".join(data.BUILDERS))
         return
@@ -29,4 +32,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    console.run(main)

@@ -5,7 +5,11 @@
 Runs, each as its own command (printed first, so every step can be rerun by hand):
 make the synthetic VOC-layout set, build it as a TFDS data set, train the `demo`
 experiment, evaluate it (mIoU), export a SavedModel, and predict coloured masks for a few
-validation images with the exported model's weights.
+validation images with the checkpoint the export was made from. Then draws two pictures:
+  WORKDIR/contact_sheet.png    image | ground truth | prediction for those validation
+                               images, with a legend of the class colours
+  WORKDIR/training_curves.png  loss, learning rate, train mIoU and the val mIoU
+(and tools.evaluate's WORKDIR/train_run/eval/per_class_iou_STEP.png).
 """
 import os
 import shlex
@@ -13,21 +17,56 @@ import subprocess
 import sys
 import time
 
-from absl import app, flags
+import numpy as np
+from absl import flags, logging
+from PIL import Image
+
+from deeplab_tf import console
 
 flags.DEFINE_string("workdir", "runs/demo", "Where everything is written.")
 flags.DEFINE_string("experiment", "demo", "Experiment to train.")
 flags.DEFINE_multi_string("set", [], "Overrides for the training run, e.g. train.steps=50.")
-flags.DEFINE_integer("num_predict", 4, "Validation images to predict at the end.")
+flags.DEFINE_integer("num_predict", 4, "Validation images to predict and show at the end.")
+flags.DEFINE_integer("num_train", 300, "Synthetic training images.")
+flags.DEFINE_integer("num_val", 60, "Synthetic validation images.")
 FLAGS = flags.FLAGS
 
 
 def run(*args):
     command = [sys.executable, "-m", *args]
+    if FLAGS["verbosity"].present:  # the tools are quiet unless the user asks
+        command.append(f"--verbosity={FLAGS.verbosity}")
     print(f"\n$ {shlex.join(['python', '-m', *args])}", flush=True)
     start = time.time()
-    subprocess.run(command, check=True)
+    process = subprocess.run(command, check=False)
+    if process.returncode:
+        sys.exit(f"tools.demo: error: the step above failed (exit status "
+                 f"{process.returncode}); its output says why")
     print(f"  ({time.time() - start:.0f} s)", flush=True)
+
+
+def contact_sheet(source, names, predictions, path):
+    """The validation images, their ground truth and the predicted labels, in one PNG."""
+    from deeplab_tf import plots, visualization
+    rows = []
+    for name in names:
+        image = np.asarray(Image.open(os.path.join(source, "JPEGImages", f"{name}.jpg")))
+        label = np.asarray(Image.open(os.path.join(source, "SegmentationClass",
+                                                   f"{name}.png")))
+        prediction = np.asarray(Image.open(os.path.join(predictions, "labels",
+                                                        f"{name}.png")))
+        rows.append((name, image, label, prediction))
+    class_names, palette = visualization.dataset_info("synthetic_voc")
+    return plots.contact_sheet(path, rows, class_names, palette)
+
+
+def training_curves(train_dir, path):
+    """Loss, learning rate and mIoU of the run's TensorBoard scalars, in one PNG."""
+    console.load_tensorflow(FLAGS.verbosity)  # TensorBoard's reader imports TensorFlow
+    from deeplab_tf import plots
+    train = plots.read_scalars(os.path.join(train_dir, "train"))
+    evaluated = plots.read_scalars(os.path.join(train_dir, "eval"))
+    return plots.training_curves(path, train, evaluated, title=f"{FLAGS.experiment}")
 
 
 def main(argv):
@@ -36,9 +75,11 @@ def main(argv):
     source = os.path.join(workdir, "synthetic_src")
     data_dir = os.path.join(workdir, "tfds")
     train_dir = os.path.join(workdir, "train_run")
+    predictions = os.path.join(workdir, "predictions")
     sets = [f"--set=data.data_dir={data_dir}"] + [f"--set={s}" for s in FLAGS.set]
     start = time.time()
-    run("tools.make_synthetic", f"--output_dir={source}")
+    run("tools.make_synthetic", f"--output_dir={source}", f"--num_train={FLAGS.num_train}",
+        f"--num_val={FLAGS.num_val}")
     run("tools.build_dataset", "--dataset=synthetic_voc", f"--manual_dir={source}",
         f"--data_dir={data_dir}")
     run("tools.train", f"--experiment={FLAGS.experiment}", f"--workdir={train_dir}", *sets)
@@ -49,11 +90,15 @@ def main(argv):
         names = f.read().split()[:FLAGS.num_predict]
     inputs = ",".join(os.path.join(source, "JPEGImages", f"{n}.jpg") for n in names)
     run("tools.predict", f"--workdir={train_dir}", f"--input={inputs}",
-        f"--output={workdir}/predictions")
+        f"--output={predictions}")
+    sheet = contact_sheet(source, names, predictions, os.path.join(workdir,
+                                                                   "contact_sheet.png"))
+    curves = training_curves(train_dir, os.path.join(workdir, "training_curves.png"))
+    logging.info("pictures: %s, %s", sheet, curves)
     print(f"\ndemo finished in {time.time() - start:.0f} s: TensorBoard logs in {train_dir}, "
           f"evaluation in {train_dir}/eval, SavedModel in {train_dir}/export, "
-          f"masks in {workdir}/predictions")
+          f"masks in {predictions}, pictures {sheet} and {curves}")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    console.run(main, tensorflow=False)

@@ -6,13 +6,15 @@
 
 The model is the one the run trained (WORKDIR/config.json; --experiment is needed only
 when the work dir has none); OS / scales / flip default to the config's `eval` section.
-Writes WORKDIR/eval/results.json, results_<step>.json and .txt (per-class table), and
-TensorBoard scalars in WORKDIR/eval.
+Writes WORKDIR/eval/results.json, results_<step>.json and .txt (per-class table), the
+per-class IoU as a bar chart (per_class_iou_<step>.png), and TensorBoard scalars in
+WORKDIR/eval.
 """
 import os
-import sys
 
 from absl import app, flags, logging
+
+from deeplab_tf import console
 
 flags.DEFINE_string("experiment", None, "Experiment name; used when WORKDIR has no config.json.")
 flags.DEFINE_string("workdir", None, "Training work dir (config.json, checkpoints/).")
@@ -40,7 +42,8 @@ def load_config():
     elif FLAGS.experiment:
         config = config_lib.load_experiment(FLAGS.experiment, FLAGS.set)
     else:
-        raise app.UsageError(f"{FLAGS.workdir} has no config.json: name the --experiment")
+        raise FileNotFoundError(f"{FLAGS.workdir} has no config.json: name the --experiment "
+                                f"it was trained with, or give its training work dir")
     config_lib.override_eval(config, FLAGS.eval_output_stride, FLAGS.eval_scales,
                              FLAGS.add_flipped_images)
     return config
@@ -76,26 +79,38 @@ def evaluate_checkpoint(config, checkpoint):
                     split=config.eval.split, output_stride=output_stride,
                     scales=list(config.eval.scales), flip=config.eval.flip,
                     crop_size=list(crop_size) if crop_size else "smallest")
-    table = evaluation.write_results(FLAGS.workdir, confusion.result(), step, settings)
+    result = confusion.result()
+    table = evaluation.write_results(FLAGS.workdir, result, step, settings)
     print(table, flush=True)
+    write_chart(config, result, step)
     return step
+
+
+def write_chart(config, result, step):
+    """WORKDIR/eval/per_class_iou_<step>.png: the table above as bars in the class colours."""
+    from deeplab_tf import plots, visualization
+    from deeplab_tf.evaluation import evaluator
+    try:
+        _, palette = visualization.dataset_info(config.data.dataset)
+    except ValueError:
+        palette = visualization.palette_for(config.model.num_classes)
+    path = os.path.join(FLAGS.workdir, evaluator.EVAL_DIR, f"per_class_iou_{step}.png")
+    plots.per_class_iou_chart(path, result, palette, title=(
+        f"{config.name or FLAGS.workdir}, step {step}: {config.data.dataset}/"
+        f"{config.eval.split}, OS {config.eval.output_stride}, scales "
+        f"{list(config.eval.scales)}, flip {config.eval.flip}"))
+    logging.info("per-class IoU chart: %s", path)
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    try:
-        config = load_config()
-    except ValueError as error:
-        raise app.UsageError(str(error)) from None
+    config = load_config()
     import tensorflow as tf
     from deeplab_tf.evaluation import checkpoints
     if not FLAGS.watch:
-        try:
-            evaluate_checkpoint(config, checkpoints.resolve_checkpoint(FLAGS.workdir,
-                                                                       FLAGS.checkpoint))
-        except (ValueError, FileNotFoundError) as error:
-            sys.exit(f"tools.evaluate: {error}")
+        evaluate_checkpoint(config, checkpoints.resolve_checkpoint(FLAGS.workdir,
+                                                                   FLAGS.checkpoint))
         return
     directory = os.path.join(FLAGS.workdir, checkpoints.CHECKPOINT_DIR)
     for checkpoint in tf.train.checkpoints_iterator(directory, min_interval_secs=10,
@@ -105,8 +120,6 @@ def main(argv):
         except tf.errors.NotFoundError as error:  # deleted by the trainer's max_to_keep
             logging.warning("skipping %s: %s", checkpoint, str(error).splitlines()[0])
             continue
-        except ValueError as error:
-            sys.exit(f"tools.evaluate: {error}")
         if step >= config.train.steps:
             logging.info("evaluated the final step %d; done", config.train.steps)
             return
@@ -114,4 +127,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    console.run(main)

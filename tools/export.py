@@ -10,11 +10,14 @@ Signatures (see deeplab_tf/export/saved_model.py and serving.py):
 (+ probabilities with --probabilities). Output stride, scales and flip are baked in; they
 default to the config's eval section. Inspect with `saved_model_cli show --dir DIR --all`.
 --tflite also writes DIR/model.tflite: single scale, no flip, [1,S,S,3] uint8 images.
+DIR/assets.extra/tf_serving_warmup_requests holds one warm-up request per signature (an
+image of --warmup_size pixels a side), which TF Serving runs before it serves.
 """
 import os
-import sys
 
 from absl import app, flags, logging
+
+from deeplab_tf import console
 
 flags.DEFINE_string("workdir", None, "Training work dir (config.json, checkpoints/).")
 flags.DEFINE_string("export_dir", None, "Where to write the SavedModel (default WORKDIR/export).")
@@ -26,6 +29,8 @@ flags.DEFINE_bool("probabilities", False, "Also output the class probabilities."
 flags.DEFINE_integer("max_pixels", None, "Refuse larger images (default 2048*2048).")
 flags.DEFINE_bool("tflite", False, "Also write model.tflite (single scale, fixed size).")
 flags.DEFINE_integer("tflite_size", None, "TFLite input size (default: data.crop_size).")
+flags.DEFINE_integer("warmup_size", None, "Side of the warm-up requests' image (default: "
+                     "the evaluation crop's shorter side; 0: no warm-up requests).")
 flags.mark_flag_as_required("workdir")
 FLAGS = flags.FLAGS
 
@@ -37,30 +42,35 @@ def main(argv):
     from deeplab_tf import evaluation, visualization
     from deeplab_tf.export import saved_model, serving, tflite
 
-    try:
-        config = evaluation.read_config(FLAGS.workdir)
-        checkpoint = evaluation.resolve_checkpoint(FLAGS.workdir, FLAGS.checkpoint)
-    except FileNotFoundError as error:
-        sys.exit(f"tools.export: {error}")
+    config = evaluation.read_config(FLAGS.workdir)
+    checkpoint = evaluation.resolve_checkpoint(FLAGS.workdir, FLAGS.checkpoint)
     export_dir = FLAGS.export_dir or os.path.join(FLAGS.workdir, "export")
     settings = config_lib.override_eval(config, FLAGS.output_stride, FLAGS.scales, FLAGS.flip)
     output_stride, scales, flip = settings.output_stride, settings.scales, settings.flip
+    model = evaluation.restore_model(config.model, checkpoint, output_stride)
     try:
-        model = evaluation.restore_model(config.model, checkpoint, output_stride)
         class_names, _ = visualization.dataset_info(config.data.dataset)
-    except ValueError as error:
-        sys.exit(f"tools.export: {error}")
-    if len(class_names) != config.model.num_classes:
+    except ValueError:
         class_names = None
+    if class_names is not None and len(class_names) != config.model.num_classes:
+        class_names = None
+    crop_size = config_lib.eval_crop_size(settings)
+    # Any image up to the crop is padded to it, so a warm-up image of the crop's shorter
+    # side gives the shapes of real requests.
+    default_warmup = min(crop_size) if crop_size else config.data.crop_size
+    warmup_size = default_warmup if FLAGS.warmup_size is None else FLAGS.warmup_size
     # TF logs every renamed capture of the traced graph at INFO: thousands of lines.
     logging.set_verbosity(logging.WARNING)
     metadata = saved_model.export_saved_model(
         model, export_dir, scales=scales, flip=flip, probabilities=FLAGS.probabilities,
         max_pixels=FLAGS.max_pixels or serving.DEFAULT_MAX_PIXELS, class_names=class_names,
-        crop_size=config_lib.eval_crop_size(settings))
+        crop_size=crop_size, warmup_size=warmup_size or None)
     print(f"SavedModel of {checkpoint} in {export_dir}: output stride "
           f"{metadata['output_stride']}, scales {metadata['scales']}, flip {metadata['flip']}",
           flush=True)
+    if metadata["warmup_size"]:
+        print(f"warm-up requests ({warmup_size}x{warmup_size}) in "
+              f"{os.path.join(export_dir, saved_model.WARMUP_FILE)}", flush=True)
     if FLAGS.tflite:
         size = FLAGS.tflite_size or config.data.crop_size
         path = tflite.convert_tflite(model, os.path.join(export_dir, "model.tflite"),
@@ -69,4 +79,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    console.run(main)

@@ -6,9 +6,9 @@
 
 Deterministic in --seed: the same flags give the same files.
 """
-from absl import app, flags
+from absl import flags
 
-from deeplab_tf.data import synthetic
+from deeplab_tf import console
 
 flags.DEFINE_string("output_dir", None, "Directory to write the VOC layout into.")
 flags.DEFINE_integer("seed", 0, "Seed of the scenes.")
@@ -20,6 +20,7 @@ FLAGS = flags.FLAGS
 
 def main(argv):
     del argv
+    from deeplab_tf.data import synthetic
     splits = synthetic.generate(FLAGS.output_dir, seed=FLAGS.seed, num_train=FLAGS.num_train,
                                 num_val=FLAGS.num_val)
     counts = ", ".join(f"{split} {len(names)}" for split, names in splits.items())
@@ -27,4 +28,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    console.run(main)

@@ -8,13 +8,19 @@ For each input image (JPEG or PNG; a directory means the images in it) writes
   OUTPUT/colors/NAME.png    the coloured mask (VOC palette, or Cityscapes colours)
   OUTPUT/overlays/NAME.png  the mask blended over the image
 Inference is whole-image at the config's evaluation output stride, scales and flip
-(paper 4.1, 4.3) unless flags say otherwise. A file that cannot be read is reported and
-skipped; the others are still done (exit status 1 if any was skipped).
+(paper 4.1, 4.3) unless flags say otherwise. A JPEG's EXIF orientation (phone photos) is
+applied first, so the masks line up with the picture as viewers show it (the SavedModel's
+bytes signature, like TensorFlow's decoders, does not rotate). A file that cannot be read
+is reported and skipped; the others are still done (exit status 1 if any was skipped).
+Other files in a named directory (.webp, .txt, folders, ...) are listed with the reason.
 """
 import os
 import sys
+import time
 
 from absl import app, flags
+
+from deeplab_tf import console
 
 flags.DEFINE_string("workdir", None, "Training work dir (config.json, checkpoints/).")
 flags.DEFINE_list("input", None, "Image files and/or directories of images.")
@@ -32,44 +38,48 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 
 
 def list_inputs(entries):
-    """Files named directly, plus the JPEG/PNG files of named directories (sorted)."""
-    files = []
+    """(files, ignored): the files named directly plus the JPEG/PNG files of named
+    directories (sorted), and (path, reason) for every other entry of those directories."""
+    files, ignored = [], []
     for entry in entries:
-        if os.path.isdir(entry):
-            files += sorted(os.path.join(entry, name) for name in os.listdir(entry)
-                            if name.lower().endswith(IMAGE_EXTENSIONS))
-        else:
+        if not os.path.isdir(entry):
             files.append(entry)
-    return files
+            continue
+        for name in sorted(os.listdir(entry)):
+            path = os.path.join(entry, name)
+            if os.path.isdir(path):
+                ignored.append((path, "a directory (directories are not searched)"))
+            elif not name.lower().endswith(IMAGE_EXTENSIONS):
+                ignored.append((path, f"not a {'/'.join(IMAGE_EXTENSIONS)} file"))
+            else:
+                files.append(path)
+    return files, ignored
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    files = list_inputs(FLAGS.input)
+    files, ignored = list_inputs(FLAGS.input)
+    for path, reason in ignored:
+        print(f"ignored {path}: {reason}", file=sys.stderr, flush=True)
     if not files:
-        raise app.UsageError(f"no images in --input={','.join(FLAGS.input)}")
+        raise FileNotFoundError(f"no images in --input={','.join(FLAGS.input)}: name JPEG "
+                                f"or PNG files, or folders holding them")
     import numpy as np
     import tensorflow as tf
     from deeplab_tf import config as config_lib
     from deeplab_tf import evaluation, visualization
     from deeplab_tf.export import serving
 
-    try:
-        config = evaluation.read_config(FLAGS.workdir)
-        checkpoint = evaluation.resolve_checkpoint(FLAGS.workdir, FLAGS.checkpoint)
-    except FileNotFoundError as error:
-        sys.exit(f"tools.predict: {error}")
+    config = evaluation.read_config(FLAGS.workdir)
+    checkpoint = evaluation.resolve_checkpoint(FLAGS.workdir, FLAGS.checkpoint)
     settings = config_lib.override_eval(config, FLAGS.output_stride, FLAGS.scales, FLAGS.flip)
     output_stride, scales, flip = settings.output_stride, settings.scales, settings.flip
     colormap = config.data.dataset if FLAGS.colormap == "auto" else FLAGS.colormap
     class_names, palette = visualization.dataset_info(colormap)
     if len(class_names) != config.model.num_classes:
         class_names = [str(c) for c in range(config.model.num_classes)]
-    try:
-        model = evaluation.restore_model(config.model, checkpoint, output_stride)
-    except ValueError as error:
-        sys.exit(f"tools.predict: {error}")
+    model = evaluation.restore_model(config.model, checkpoint, output_stride)
     predict = evaluation.make_predict_fn(model, scales, flip,
                                          config_lib.eval_crop_size(settings))
     print(f"{len(files)} images; {checkpoint} at output stride "
@@ -78,14 +88,17 @@ def main(argv):
     for sub in ("labels", "colors", "overlays"):
         os.makedirs(os.path.join(FLAGS.output, sub), exist_ok=True)
     failed = []
+    start = time.monotonic()
     for number, path in enumerate(files, 1):
         prefix = f"[{number}/{len(files)}] {path}"
         try:
             with open(path, "rb") as f:
-                image = serving.decode_image(f.read())
+                encoded = f.read()
+            image = visualization.apply_exif_orientation(
+                serving.decode_image(encoded), visualization.exif_orientation(encoded))
         except (OSError, ValueError) as error:
             print(f"{prefix}: skipped: {error}", file=sys.stderr, flush=True)
-            failed.append(path)
+            failed.append((path, str(error)))
             continue
         labels = predict(tf.constant(image[None], tf.float32))[0].numpy()[0]
         name = os.path.splitext(os.path.basename(path))[0] + ".png"
@@ -95,12 +108,17 @@ def main(argv):
         with open(os.path.join(FLAGS.output, "overlays", name), "wb") as f:
             f.write(visualization.encode_png(visualization.overlay(image, labels, palette)))
         present = ", ".join(class_names[c] for c in np.unique(labels))
-        print(f"{prefix}: {image.shape[0]}x{image.shape[1]} -> {present}", flush=True)
+        elapsed = time.monotonic() - start
+        eta = console.duration(elapsed / number * (len(files) - number))
+        print(f"{prefix}: {image.shape[0]}x{image.shape[1]} -> {present} "
+              f"({elapsed / number:.1f} s/image, ETA {eta})", flush=True)
     print(f"done: {len(files) - len(failed)} predicted, {len(failed)} skipped; "
           f"outputs in {FLAGS.output}", flush=True)
+    for path, reason in failed:
+        print(f"skipped {path}: {reason}", file=sys.stderr, flush=True)
     if failed:
         sys.exit(1)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    console.run(main)

@@ -16,7 +16,7 @@ from absl import flags
 from absl import logging
 import numpy as np
 
-from deeplab_tf import valid_weights
+from deeplab_tf import console, valid_weights
 
 flags.DEFINE_integer("feature_size", 65, "Side of the square feature map (65: 513 at OS 8).")
 flags.DEFINE_integer("max_rate", 65, "Largest atrous rate; rates run from 1.")
@@ -77,4 +77,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    console.run(main, tensorflow=False)  # numpy only

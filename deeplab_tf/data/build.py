@@ -1,7 +1,9 @@
 """Builds one of the registered data sets from the user's local copy (TFDS manual_dir)."""
 import os
+import time
 
 import tensorflow_datasets as tfds
+from absl import logging
 
 BUILDERS = ("pascal_voc_seg", "synthetic_voc", "cityscapes_seg", "coco_voc_seg")
 # Split sizes of the complete public data sets (paper 4; Cityscapes' README), to compare
@@ -23,7 +25,7 @@ def count_report(builder):
     return ", ".join(parts)
 
 
-def build(dataset, manual_dir, data_dir=None):
+def build(dataset, manual_dir, data_dir=None, progress_every=500):
     """Builds `dataset` from `manual_dir` into `data_dir`; returns the builder."""
     if dataset not in BUILDERS:
         raise ValueError(f"unknown dataset {dataset!r}; one of {', '.join(BUILDERS)}")
@@ -32,6 +34,29 @@ def build(dataset, manual_dir, data_dir=None):
         raise FileNotFoundError(f"manual_dir {manual_dir}: directory does not exist")
     builder = tfds.builder(dataset, data_dir=data_dir and os.path.expanduser(
         os.fspath(data_dir)))
+    # TFDS's tqdm bars redraw with carriage returns, which a log file keeps as clutter;
+    # one line every `progress_every` examples per split instead. TFDS has no progress
+    # hook, so the builder's split generators are wrapped.
+    tfds.disable_progress_bar()
+    split_generators = builder._split_generators  # pylint: disable=protected-access
+
+    def logged_split_generators(dl_manager):
+        return {split: _logged(split, examples, progress_every)
+                for split, examples in split_generators(dl_manager).items()}
+
+    builder._split_generators = logged_split_generators  # pylint: disable=protected-access
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
         manual_dir=manual_dir))
     return builder
+
+
+def _logged(split, examples, every):
+    """Yields `examples`, logging the count and rate every `every` and at the end."""
+    start, count = time.monotonic(), 0
+    for count, example in enumerate(examples, 1):
+        if count % every == 0:
+            elapsed = time.monotonic() - start
+            logging.info("%s: %d examples read and checked (%.1f/s)", split, count,
+                         count / max(elapsed, 1e-9))
+        yield example
+    logging.info("%s: %d examples in %.1f s", split, count, time.monotonic() - start)

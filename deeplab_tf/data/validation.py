@@ -2,9 +2,10 @@
 
 Every problem stops the build with a `DataError` that names the file and what is wrong:
 a corrupt or truncated image, an image/label size mismatch, a label value outside
-[0, num_classes) other than the ignore label 255, a split list naming a missing file, an
-empty directory. Nothing is dropped or clipped silently.
+[0, num_classes) other than the ignore label 255, a split list naming a missing file or
+naming an image twice, an empty directory. Nothing is dropped or clipped silently.
 """
+import collections
 import os
 
 import numpy as np
@@ -82,15 +83,28 @@ def read_split_list(path, check_exists):
     if not os.path.isfile(path):
         raise DataError(f"{path}: split list does not exist")
     with open(path) as f:
-        names = [line.split()[0] for line in f if line.strip()]
-    if not names:
+        numbered = [(number, line.split()[0]) for number, line in enumerate(f, 1)
+                    if line.strip()]
+    if not numbered:
         raise DataError(f"{path}: split list is empty")
-    for line_number, name in enumerate(names, 1):
+    lines_of = collections.defaultdict(list)
+    for number, name in numbered:
+        lines_of[name].append(number)
+    repeated = {name: numbers for name, numbers in lines_of.items() if len(numbers) > 1}
+    if repeated:
+        # TFDS keys examples by name and would fail much later ("Two examples share the
+        # same hashed key"); a split that names an image twice would also weigh it twice.
+        shown = "; ".join(f"{name!r} on lines {', '.join(map(str, numbers))}"
+                          for name, numbers in list(repeated.items())[:5])
+        more = f" (and {len(repeated) - 5} more names)" if len(repeated) > 5 else ""
+        raise DataError(f"{path}: names an image more than once: {shown}{more}; "
+                        f"keep one line per image")
+    for number, name in numbered:
         missing = check_exists(name)
         if missing:
-            raise DataError(f"{path}: line {line_number} names {name!r}, but {missing} "
+            raise DataError(f"{path}: line {number} names {name!r}, but {missing} "
                             f"does not exist")
-    return names
+    return [name for _, name in numbered]
 
 
 def require_nonempty_dir(path, suffix):

@@ -8,10 +8,10 @@ table (results_<step>.txt) and TensorBoard scalars.
 import json
 import os
 
-import keras
 import numpy as np
 import tensorflow as tf
 
+from deeplab_tf import console
 from deeplab_tf.evaluation import metrics
 
 EVAL_DIR = "eval"
@@ -44,10 +44,12 @@ def evaluate(predict_fn, examples, num_classes, class_names=None, ignore_label=2
       predict_fn: images float32 [1,H,W,3] -> (labels [1,H,W], ...), e.g.
         `inference.make_predict_fn(model, scales, flip)`.
       examples: iterable of (image HxWx3, label HxW or HxWx1) arrays.
-      num_examples: the split's size, for the progress bar (optional).
+      num_examples: the split's size, for the progress lines' ETA (optional).
     """
     confusion = metrics.ConfusionMatrix(num_classes, ignore_label, class_names)
-    progress = keras.utils.Progbar(num_examples, unit_name="image") if verbose else None
+    # Log lines, not a redrawn bar: they read the same in a terminal and in a log file.
+    every = max(1, (num_examples or 100) // 10)
+    progress = console.Progress("evaluated", num_examples, "images", every) if verbose else None
     for image, label in examples:
         image = np.asarray(image, dtype=np.float32)
         if image.ndim != 3 or image.shape[-1] != 3:
@@ -56,7 +58,7 @@ def evaluate(predict_fn, examples, num_classes, class_names=None, ignore_label=2
         confusion.update(label, np.asarray(predicted)[0],
                          name=f"image {confusion.num_images}")
         if progress is not None:
-            progress.add(1)
+            progress.update()
     if confusion.num_images == 0:
         raise ValueError("the evaluation split is empty")
     return confusion

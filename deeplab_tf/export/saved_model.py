@@ -8,12 +8,21 @@ Two signatures, output stride / scales / flip / padded size fixed at export time
                    -> labels int32 [B, H, W], probabilities float32 [B, H, W, C] (optional)
 The SavedModel holds only TensorFlow ops and the weights: it loads with
 `tf.saved_model.load` in a process that has neither Keras nor deeplab_tf.
+
+Warm-up: a fresh server spends its first request building and optimising the graph
+(seconds). TF Serving runs the PredictionLog records of
+EXPORT_DIR/assets.extra/tf_serving_warmup_requests while it loads the model, before it
+reports the model available; the export writes one request per signature with one image of
+`warmup_size` x `warmup_size` pixels. `warm_up(loaded, export_dir)` does the same for a
+Python process that serves with `tf.saved_model.load`.
 """
 import json
 import os
 
 import keras
+import numpy as np
 import tensorflow as tf
+from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
 from deeplab_tf.evaluation import inference
 from deeplab_tf.export import serving
@@ -21,15 +30,17 @@ from deeplab_tf.export import serving
 METADATA_FILE = "deeplab_export.json"
 SIGNATURE_BYTES = "serving_default"
 SIGNATURE_IMAGES = "serve_images"
+WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")  # TF Serving's name
 
 
 def export_saved_model(model, export_dir, scales=(1.0,), flip=False, probabilities=False,
                        max_pixels=serving.DEFAULT_MAX_PIXELS, class_names=None,
-                       crop_size=None):
+                       crop_size=None, warmup_size=513):
     """Writes `model` (a DeepLabV3 at the serving output stride) as a SavedModel.
 
     `crop_size`: the (height, width) every image is padded to (the evaluation crop), or
     None for the smallest output_stride*k+1; recorded in the metadata.
+    Also writes the warm-up requests (images of warmup_size x warmup_size; None: none).
     Returns the metadata dict also written to EXPORT_DIR/deeplab_export.json.
     """
     scales = tuple(float(s) for s in scales)
@@ -41,6 +52,10 @@ def export_saved_model(model, export_dir, scales=(1.0,), flip=False, probabiliti
                     crop_size=None if crop_size is None else [int(s) for s in crop_size])
 
     def serve_bytes(images):
+        """JPEG/PNG bytes -> labels, heights, widths, status (see serving.py).
+
+        Decodes the pixels as stored, without EXIF rotation (as TensorFlow's decoders do).
+        """
         return serving.predict_encoded(model, images, **settings)
 
     def serve_images(images):
@@ -58,11 +73,71 @@ def export_saved_model(model, export_dir, scales=(1.0,), flip=False, probabiliti
 
     metadata = dict(settings, num_classes=model.num_classes,
                     class_names=list(class_names or []),
-                    signatures={SIGNATURE_BYTES: "string [N] JPEG/PNG bytes",
+                    signatures={SIGNATURE_BYTES: "string [N] JPEG/PNG bytes (decoded as "
+                                                 "stored, without EXIF rotation)",
                                 SIGNATURE_IMAGES: "uint8 [B,H,W,3]"},
                     status_codes={"ok": serving.STATUS_OK, "invalid": serving.STATUS_INVALID,
                                   "too_large": serving.STATUS_TOO_LARGE},
-                    pad_label=serving.PAD_LABEL)
+                    pad_label=serving.PAD_LABEL,
+                    warmup_size=None if warmup_size is None else int(warmup_size))
+    if warmup_size is not None:
+        write_warmup_requests(export_dir, int(warmup_size))
     with tf.io.gfile.GFile(os.path.join(export_dir, METADATA_FILE), "w") as f:
         f.write(json.dumps(metadata, indent=2))
     return metadata
+
+
+def warmup_image(size):
+    """A size x size uint8 RGB image with some structure (a gradient), not a constant."""
+    ramp = np.linspace(0, 255, size, dtype=np.float32)
+    return np.stack(np.broadcast_arrays(ramp[:, None], ramp[None, :],
+                                        np.float32(128)), -1).astype(np.uint8)
+
+
+def warmup_requests(size):
+    """One PredictionLog per signature, each with one size x size image."""
+    image = warmup_image(size)
+    inputs = {SIGNATURE_BYTES: tf.make_tensor_proto(
+                  [tf.io.encode_jpeg(image, quality=90).numpy()], dtype=tf.string),
+              SIGNATURE_IMAGES: tf.make_tensor_proto(image[None], dtype=tf.uint8)}
+    logs = []
+    for signature, tensor in inputs.items():
+        request = predict_pb2.PredictRequest(
+            model_spec=model_pb2.ModelSpec(signature_name=signature))
+        request.inputs["images"].CopyFrom(tensor)
+        logs.append(prediction_log_pb2.PredictionLog(
+            predict_log=prediction_log_pb2.PredictLog(request=request)))
+    return logs
+
+
+def write_warmup_requests(export_dir, size):
+    """Writes EXPORT_DIR/assets.extra/tf_serving_warmup_requests (a TFRecord file)."""
+    path = os.path.join(export_dir, WARMUP_FILE)
+    tf.io.gfile.makedirs(os.path.dirname(path))
+    with tf.io.TFRecordWriter(path) as writer:
+        for log in warmup_requests(size):
+            writer.write(log.SerializeToString())
+    return path
+
+
+def read_warmup_requests(export_dir):
+    """[(signature name, {input name: numpy array})] of the export's warm-up records."""
+    requests = []
+    for record in tf.data.TFRecordDataset(os.path.join(export_dir, WARMUP_FILE)):
+        log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
+        request = log.predict_log.request
+        requests.append((request.model_spec.signature_name,
+                         {name: tf.make_ndarray(proto) for name, proto in
+                          request.inputs.items()}))
+    return requests
+
+
+def warm_up(loaded, export_dir):
+    """Runs the warm-up requests through a `tf.saved_model.load`ed export's signatures.
+
+    Returns the number of requests run.
+    """
+    requests = read_warmup_requests(export_dir)
+    for signature, inputs in requests:
+        loaded.signatures[signature](**{k: tf.constant(v) for k, v in inputs.items()})
+    return len(requests)

@@ -11,7 +11,10 @@ which images succeeded. Every image gets a `status`:
   0 OK
   1 INVALID    not a JPEG or PNG, or a corrupt one (its labels are all 255, size 0x0)
   2 TOO_LARGE  width*height above `max_pixels`, refused before decoding (no memory blow-up)
-Images in one request may differ in size: `labels` is [N, max H, max W], each image's labels
+Images are decoded as stored: like TensorFlow's decoders, the signature does not apply a
+JPEG's EXIF orientation (phone photos may arrive turned; `tools.predict` turns them, and a
+client can with PIL's `ImageOps.exif_transpose` before encoding). Images in one request may
+differ in size: `labels` is [N, max H, max W], each image's labels
 in the top-left corner, padded with 255 (the ignore label), and `heights`/`widths` give each
 image's size. Grayscale and RGBA PNGs are converted to RGB; 16-bit PNGs keep their high byte.
 """
@@ -147,7 +150,11 @@ def predict_encoded(model, encoded, scales, flip, output_stride, max_pixels, pro
         """[N, max H, max W(, C)]: each image's flat outputs put back in the corner."""
         shape = tf.concat([[count], max_size, channels], 0)
         out = tf.fill(shape, fill)
-        for i in tf.range(tf.shape(done)[0]):
+        # When no image was decoded (all refused as too large, or undecodable) every output
+        # is 0x0 and there is nothing to place: TensorFlow's scatter refuses any update
+        # into an empty tensor (issue 12: all-too-large requests failed there).
+        placed = tf.where(tf.reduce_prod(max_size) > 0, tf.shape(done)[0], 0)
+        for i in tf.range(placed):
             size = done_sizes[i]
             one = tf.reshape(values.read(i), tf.concat([size, channels], 0))
             pad = tf.stack([[0, max_size[0] - size[0]], [0, max_size[1] - size[1]]])
