@@ -83,7 +83,6 @@ def main(argv):
         config = load_config()
     except ValueError as error:
         raise app.UsageError(str(error)) from None
-    import tensorflow as tf
     from deeplab_tf.evaluation import checkpoints
     if not FLAGS.watch:
         try:
@@ -92,20 +91,12 @@ def main(argv):
         except (ValueError, FileNotFoundError) as error:
             sys.exit(f"tools.evaluate: {error}")
         return
-    directory = os.path.join(FLAGS.workdir, checkpoints.CHECKPOINT_DIR)
-    for checkpoint in tf.train.checkpoints_iterator(directory, min_interval_secs=10,
-                                                    timeout=FLAGS.watch_timeout):
-        try:
-            step = evaluate_checkpoint(config, checkpoint)
-        except tf.errors.NotFoundError as error:  # deleted by the trainer's max_to_keep
-            logging.warning("skipping %s: %s", checkpoint, str(error).splitlines()[0])
-            continue
-        except ValueError as error:
-            sys.exit(f"tools.evaluate: {error}")
-        if step >= config.train.steps:
-            logging.info("evaluated the final step %d; done", config.train.steps)
-            return
-    logging.info("no new checkpoint in %d s; done", FLAGS.watch_timeout)
+    from deeplab_tf.evaluation import continuous
+    try:
+        continuous.watch(config, FLAGS.workdir, lambda c: evaluate_checkpoint(config, c),
+                         timeout=FLAGS.watch_timeout, min_interval_secs=10)
+    except ValueError as error:
+        sys.exit(f"tools.evaluate: {error}")
 
 
 if __name__ == "__main__":
