@@ -1,12 +1,18 @@
-"""A real training process killed with SIGKILL and restarted (issue 4).
+"""Real training processes killed with SIGKILL and restarted (issues 4, 11).
 
-It resumes at the last checkpoint's step, and its losses from there on equal those of an
-uninterrupted run with the same seed: the checkpoint holds the weights, the momentum, the
-step and the tf.data iterator (shuffle buffer and element counter; the augmentation draws
-are stateless functions of (seed, element index)), and the CPU kernels are deterministic.
+One device: the run resumes at the last checkpoint's step, and its losses from there on
+equal those of an uninterrupted run with the same seed: the checkpoint holds the weights,
+the momentum, the step and the tf.data iterator (shuffle buffer and element counter; the
+augmentation draws are stateless functions of (seed, element index)), and the CPU
+kernels are deterministic.
+
+MultiWorkerMirrored (two worker processes on 127.0.0.1): every worker resumes from the
+chief's checkpoint at the same step, a worker with nothing on its local disk too, and
+workers that restore different steps (work dirs that are not shared) stop with an error.
 """
 import glob
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,6 +22,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from deeplab_tf.train import strategy as strategy_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 8
@@ -68,3 +75,79 @@ def test_sigkill_and_restart_resumes_with_identical_losses(data_dir, tmp_path):
     after = list(range(resumed_at + 1, STEPS + 1))
     np.testing.assert_allclose([got[s] for s in after], [expected[s] for s in after],
                                rtol=1e-6, atol=0)
+
+
+def multi_worker_argv(workdir, data_dir, steps):
+    return ["--experiment=smoke", f"--workdir={workdir}", "--strategy=multi_worker",
+            f"--set=data.data_dir={data_dir}", f"--set=train.steps={steps}",
+            "--set=train.checkpoint_every=2", "--set=train.log_every=1"]
+
+
+def run_workers(cluster, argvs, logs, cwds=(None, None), timeout=900):
+    """Starts the two workers; returns their exit codes (each killed at the end if alive)."""
+    workers = [strategy_lib.start_task(cluster, "worker", i, argvs[i], logs[i],
+                                       env={"PYTHONPATH": REPO}, cwd=cwds[i])
+               for i in range(2)]
+    try:
+        return [w.wait(timeout=timeout) for w in workers]
+    finally:
+        for w in workers:
+            if w.poll() is None:
+                w.kill()
+                w.wait()
+
+
+@pytest.mark.slow
+@pytest.mark.cluster
+def test_multi_worker_restart_resumes_every_worker_from_the_chief_checkpoint(data_dir,
+                                                                            tmp_path):
+    workdir, steps = tmp_path / "shared", 6
+    cluster = strategy_lib.local_cluster(workers=2)
+    argv = multi_worker_argv(workdir, data_dir, steps)
+    workers = [strategy_lib.start_task(cluster, "worker", i, argv, tmp_path / f"first{i}.log",
+                                       env={"PYTHONPATH": REPO}) for i in range(2)]
+    try:
+        deadline = time.time() + 600
+        while time.time() < deadline and all(w.poll() is None for w in workers):
+            if tf.train.latest_checkpoint(str(workdir / "checkpoints")):
+                break
+            time.sleep(0.2)
+        # Worker 1 dies; the cluster manager then restarts the whole job.
+        for w in reversed(workers):
+            w.send_signal(signal.SIGKILL)
+            w.wait()
+    finally:
+        for w in workers:
+            if w.poll() is None:
+                w.kill()
+                w.wait()
+    latest = tf.train.latest_checkpoint(str(workdir / "checkpoints"))
+    assert latest, (tmp_path / "first0.log").read_text()[-3000:]
+    resumed_at = int(latest.rsplit("-", 1)[1])
+    assert 2 <= resumed_at < steps
+
+    # Worker 1 comes back on an empty local disk: a new working directory, no scratch.
+    shutil.rmtree(workdir / "replicas", ignore_errors=True)
+    empty = tmp_path / "empty_disk"
+    empty.mkdir()
+    logs = [tmp_path / f"second{i}.log" for i in range(2)]
+    codes = run_workers(cluster, [argv, argv], logs, cwds=(None, str(empty)))
+    texts = [log.read_text() for log in logs]
+    assert codes == [0, 0], [t[-3000:] for t in texts]
+    for text in texts:
+        assert f"resumed from {workdir}/checkpoints/ckpt-{resumed_at} at step {resumed_at}" \
+            in text
+    final = tf.train.latest_checkpoint(str(workdir / "checkpoints"))
+    assert final.endswith(f"ckpt-{steps}")
+    assert tf.train.load_variable(final, "step/.ATTRIBUTES/VARIABLE_VALUE") == steps
+    assert os.listdir(empty) == []  # worker 1 kept nothing of its own
+
+    # Work dirs that are not shared: the workers restore different steps and both stop.
+    logs = [tmp_path / f"unshared{i}.log" for i in range(2)]
+    codes = run_workers(cluster, [multi_worker_argv(workdir, data_dir, steps + 2),
+                                  multi_worker_argv(empty, data_dir, steps + 2)], logs)
+    texts = [log.read_text() for log in logs]
+    assert codes == [5, 5], [t[-3000:] for t in texts]
+    for text in texts:
+        assert f"the workers restored different steps [{steps}, 0]" in text
+        assert "the work dir must be one shared directory" in text

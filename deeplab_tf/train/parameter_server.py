@@ -43,6 +43,11 @@ class DataStreams:
 
     def dataset_fn(self):
         """The function every worker runs to build its dataset (traced once)."""
+        if not tf.executing_eagerly():
+            # tf.data takes a tensor seed, but TF 2.21's seed helper compares (graph seed,
+            # op seed) with (0, 0) in Python, which fails for a graph tensor when the graph
+            # seed is 0 (train.seed=0). A nonzero seed for this function's graph only.
+            tf.random.set_seed(STREAM_SEED_STRIDE)
         stream = tf.raw_ops.ResourceCountUpTo(resource=self.counter.handle, limit=_NO_LIMIT,
                                               T=tf.int64)
         seed = self._seed + STREAM_SEED_STRIDE * (stream + 1)
