@@ -26,6 +26,8 @@ class Cluster:
     def __init__(self, root, data_dir):
         self.root, self.data_dir = root, data_dir
         self.spec = strategy_lib.local_cluster(workers=2, ps=1, chief=True)
+        # An evaluator in TF_CONFIG (none runs) is no task of the training cluster.
+        self.spec["evaluator"] = [f"127.0.0.1:{strategy_lib.free_ports(1)[0]}"]
         self.processes, self.logs = {}, 0
         for task in SERVERS:
             self.start(*task)

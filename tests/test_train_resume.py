@@ -103,6 +103,8 @@ def test_multi_worker_restart_resumes_every_worker_from_the_chief_checkpoint(dat
                                                                             tmp_path):
     workdir, steps = tmp_path / "shared", 6
     cluster = strategy_lib.local_cluster(workers=2)
+    # An evaluator in TF_CONFIG (none runs) is no task of the training cluster.
+    cluster["evaluator"] = [f"127.0.0.1:{strategy_lib.free_ports(1)[0]}"]
     argv = multi_worker_argv(workdir, data_dir, steps)
     workers = [strategy_lib.start_task(cluster, "worker", i, argv, tmp_path / f"first{i}.log",
                                        env={"PYTHONPATH": REPO}) for i in range(2)]

@@ -86,9 +86,12 @@ def _training_resolver():
     if EVALUATOR not in jobs:
         return resolver
     jobs.pop(EVALUATOR)
+    # GPUs counted without initialising TensorFlow's runtime (MultiWorkerMirrored reads
+    # them from a resolver other than TFConfigClusterResolver).
+    gpus = len(tf.config.list_physical_devices("GPU"))
     return tf.distribute.cluster_resolver.SimpleClusterResolver(
         tf.train.ClusterSpec(jobs), task_type=resolver.task_type, task_id=resolver.task_id,
-        rpc_layer=resolver.rpc_layer, num_accelerators=resolver.num_accelerators())
+        rpc_layer=resolver.rpc_layer, num_accelerators={"GPU": gpus} if gpus else None)
 
 
 def make_strategy(name):
