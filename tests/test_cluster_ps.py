@@ -135,20 +135,25 @@ def test_mixed_precision_trains_and_xla_is_refused_up_front(tiny_runs):
 
 
 def test_a_killed_worker_does_not_stop_training(cluster):
+    """The tiny model, so that many steps run before and after the worker comes back."""
     workdir = cluster.root / "killed_worker"
-    log = cluster.start("chief", 0, cluster.train_argv(workdir, "train.steps=12",
-                                                       "train.checkpoint_every=4"))
+    log = cluster.start("chief", 0, ["parameter_server_train", cluster.data_dir,
+                                     str(workdir), "200"], command=[SCRIPT])
     chief = cluster.processes[("chief", 0)]
-    assert wait_for(lambda: "step 2/12" in log.read_text(), chief), log.read_text()[-3000:]
+    assert wait_for(lambda: "step 20/200" in log.read_text(), chief), log.read_text()[-3000:]
     cluster.kill("worker", 1)
     cluster.start("worker", 1)  # back on its address, as a cluster manager would restart it
     assert cluster.processes.pop(("chief", 0)).wait(timeout=900) == 0, log.read_text()[-3000:]
     # The coordinator re-runs a step whose worker died ("at least once"), so one update
     # may be applied twice; never fewer than requested.
     paths = all_checkpoints(workdir)
-    assert 12 <= stored(paths[-1]) <= 13
+    assert 200 <= stored(paths[-1]) <= 201
     for path in paths:
         assert stored(path) == int(path.rsplit("-", 1)[1]), path
+    line = [l for l in log.read_text().splitlines() if l.startswith("RESULT ")][-1]
+    per_stream = json.loads(line[len("RESULT "):])["steps_per_stream"]
+    assert sum(per_stream.values()) == 200  # results of the scheduled steps, each once
+    assert set(per_stream) <= {"0", "1", "2"}  # a recovered worker: a new stream, 2
 
 
 def test_a_killed_parameter_server_fails_clearly_and_restart_trains_on(cluster):

@@ -6,6 +6,10 @@ Modes (each prints one line `RESULT <json>`):
   sync_equal       one device, then MirroredStrategy on two logical CPUs: smoke model in
                    float64, global batch 4, 3 steps, in ROOT/one and ROOT/mirrored
   multi_worker     one MultiWorkerMirrored worker (TF_CONFIG) of the same run, ROOT/multi
+  multi_worker_resume STEPS, parameter_server_train STEPS
+                   a MultiWorkerMirrored worker / a parameter-server chief training the
+                   tiny model to STEPS in the work dir ROOT (checkpoints every 2 / 20
+                   steps), logging as tools.train does
   precision        mixed_float16/mixed_bfloat16 x XLA on/off under default and mirrored
                    (two logical CPUs), tiny model; then an inf on replica 1's gradients
   parameter_server the chief of a parameter-server cluster (TF_CONFIG): 100 steps of the
@@ -96,6 +100,19 @@ def multi_worker():
     return dict(step=int(trainer.step.numpy()))
 
 
+def train_tiny(strategy_name, checkpoint_every):
+    from absl import logging
+    from deeplab_tf.train import loop, strategy as strategy_lib
+    logging.set_verbosity(logging.INFO)
+    config = smoke(f"train.steps={sys.argv[4]}", f"train.checkpoint_every={checkpoint_every}",
+                   "train.batch_size=4", "train.log_every=1")
+    trainer = loop.Trainer(config, ROOT, strategy_lib.make_strategy(strategy_name),
+                           model_fn=tiny_model)
+    metrics = trainer.run()
+    return dict(step=int(trainer.step.numpy()),
+                steps_per_stream=metrics.get("steps_per_stream"))
+
+
 def weights(trainer):
     return [v.numpy().copy() for v in trainer.model.trainable_variables]
 
@@ -184,5 +201,7 @@ def parameter_server():
 
 if __name__ == "__main__":
     result = dict(sync_equal=sync_equal, multi_worker=multi_worker, precision=precision,
-                  parameter_server=parameter_server)[MODE]()
+                  parameter_server=parameter_server,
+                  multi_worker_resume=lambda: train_tiny("multi_worker", 2),
+                  parameter_server_train=lambda: train_tiny("parameter_server", 20))[MODE]()
     print("RESULT " + json.dumps(result), flush=True)
