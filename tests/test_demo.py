@@ -48,8 +48,6 @@ def test_demo_runs_end_to_end_and_writes_every_output(tmp_path):
     assert list(sections) == ["tools.make_synthetic", "tools.build_dataset", "tools.train",
                               "tools.evaluate", "tools.export", "tools.predict"]
     for tool, text in sections.items():
-        if tool in QUIET_PENDING:
-            continue
         for noise in ("cuInit", "cudart_stub", "InitializeLog", "cpu_feature_guard"):
             assert noise not in text, (tool, noise)
     assert not re.search("[\r\b\x1b]", output)
@@ -58,8 +56,3 @@ def test_demo_runs_end_to_end_and_writes_every_output(tmp_path):
                      sections["tools.evaluate"])
     assert "demo finished in" in output
 
-
-# tools/train.py (issue 11's file) still starts TensorFlow before deeplab_tf.console can
-# quiet it; it joins the check when it calls console.load_tensorflow() before importing
-# deeplab_tf.train and console.run(main) (the change is in the issue 12 notes).
-QUIET_PENDING = {"tools.train"}

@@ -1,11 +1,19 @@
-"""Synchronous replicas end with identical weights on every replica (issue 4):
-MirroredStrategy on two logical CPU devices and MultiWorkerMirroredStrategy with two
-worker processes on 127.0.0.1, both through the one training loop."""
+"""N synchronous replicas train like one device (paper 4.1: batch 16 with batch norm over
+the global batch; issue 11).
+
+One device, MirroredStrategy on two logical CPUs and MultiWorkerMirroredStrategy with two
+worker processes on 127.0.0.1 train the smoke DeepLab model for 3 steps on the same global
+batches with the same seed; the losses, weights, batch-norm statistics, momentum and step
+agree. The runs are in float64: in float32 this randomly initialised network amplifies
+rounding so much that a one-device run is itself ~0.5% off its float64 gradient and the
+strategies differ by ~2% after one update (WORKSPACE_NOTES.md, "the one-device vs
+mirrored gap"); in float64 the same comparison holds to 1e-9.
+"""
+import glob
 import json
 import os
 import subprocess
 import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -13,71 +21,80 @@ import tensorflow as tf
 
 from deeplab_tf.train import strategy as strategy_lib
 
+pytestmark = pytest.mark.slow
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(REPO, "tests", "train_scripts.py")
+ENV = {"PYTHONPATH": REPO}
 
 
-MIRRORED = textwrap.dedent("""
-    import json, sys
-    import numpy as np
-    import tensorflow as tf
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(
-        cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from deeplab_tf import config as config_lib
-    from deeplab_tf.train import loop
-    config = config_lib.load_experiment("smoke", [f"data.data_dir={sys.argv[1]}",
-                                                  "train.steps=3"])
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    trainer = loop.Trainer(config, sys.argv[2], strategy)
-    trainer.run()
-    variables = list(trainer.model.weights) + list(trainer.optimizer.variables)
-    replicas = [len(v.value.values) for v in variables]
-    worst = max(float(np.max(np.abs(v.value.values[0].numpy() - v.value.values[1].numpy())))
-                for v in variables)
-    moved = [float(np.max(np.abs(w.numpy()))) for w in trainer.model.weights
-             if w.path.endswith("moving_mean")]
-    print("RESULT", json.dumps(dict(replicas=sorted(set(replicas)), worst=worst,
-                                    step=int(trainer.step.numpy()), moved=max(moved))))
-""")
+def result_line(text):
+    line = [l for l in text.splitlines() if l.startswith("RESULT ")][-1]
+    return json.loads(line[len("RESULT "):])
 
 
-@pytest.mark.slow
-def test_mirrored_two_logical_devices_keep_identical_replicas(data_dir, tmp_path):
-    result = subprocess.run([sys.executable, "-c", MIRRORED, data_dir, str(tmp_path)],
-                            cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    line = [l for l in result.stdout.splitlines() if l.startswith("RESULT ")][-1]
-    found = json.loads(line[len("RESULT "):])
-    assert found["replicas"] == [2]
-    assert found["step"] == 3
-    assert found["moved"] > 0  # the batch-norm statistics were updated...
-    assert found["worst"] == 0.0  # ...and every variable is the same on both devices
+def losses(workdir):
+    found = {}
+    for path in glob.glob(os.path.join(workdir, "train", "events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                if value.tag == "loss":
+                    found[event.step] = float(tf.make_ndarray(value.tensor))
+    return [found[step] for step in sorted(found)]
 
 
-@pytest.mark.slow
-@pytest.mark.cluster
-def test_multi_worker_mirrored_two_processes_end_identical(data_dir, tmp_path):
+def stored(workdir):
+    """{name: value} of a run's last checkpoint, without the data iterator's state."""
+    reader = tf.train.load_checkpoint(os.path.join(workdir, "checkpoints"))
+    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
+            if not name.startswith(("iterator", "_CHECKPOINTABLE", "save_counter"))}
+
+
+@pytest.fixture(scope="module")
+def runs(data_dir, tmp_path_factory):
+    """The three runs, the two multi-worker processes beside the two-device process."""
+    root = tmp_path_factory.mktemp("replicas")
     cluster = strategy_lib.local_cluster(workers=2)
-    argv = ["--experiment=smoke", f"--workdir={tmp_path / 'run'}", "--strategy=multi_worker",
-            f"--set=data.data_dir={data_dir}", "--set=train.steps=3"]
-    workers = [strategy_lib.start_task(cluster, "worker", i, argv, tmp_path / f"w{i}.log")
+    workers = [strategy_lib.start_task(cluster, "worker", i,
+                                       ["multi_worker", data_dir, str(root)],
+                                       root / f"worker{i}.log", env=ENV, command=[SCRIPT])
                for i in range(2)]
     try:
-        codes = [w.wait(timeout=600) for w in workers]
+        local = subprocess.run([sys.executable, SCRIPT, "sync_equal", data_dir, str(root)],
+                               capture_output=True, text=True, timeout=900,
+                               env=dict(os.environ, **ENV))
+        codes = [w.wait(timeout=900) for w in workers]
     finally:
         for w in workers:
             if w.poll() is None:
                 w.kill()
                 w.wait()
-    logs = [(tmp_path / f"w{i}.log").read_text()[-3000:] for i in range(2)]
+    assert local.returncode == 0, local.stderr[-3000:]
+    logs = [(root / f"worker{i}.log").read_text()[-3000:] for i in range(2)]
     assert codes == [0, 0], logs
-    chief = tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints"))
-    other = tf.train.latest_checkpoint(str(tmp_path / "run" / "replicas" / "worker_1"))
-    assert chief.endswith("ckpt-3") and other.endswith("ckpt-3")
-    names = [n for n, _ in tf.train.list_variables(chief)
-             if not n.startswith(("iterator", "_CHECKPOINTABLE", "save_counter"))]
-    assert len(names) > 400
-    a, b = tf.train.load_checkpoint(chief), tf.train.load_checkpoint(other)
-    assert a.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == 3
-    for name in names:
-        np.testing.assert_array_equal(a.get_tensor(name), b.get_tensor(name), err_msg=name)
+    return root, result_line(local.stdout)
+
+
+def test_mirrored_replicas_hold_identical_copies(runs):
+    _, result = runs
+    assert result["replicas_differ"] == 0.0
+
+
+def test_one_device_mirrored_and_multi_worker_agree_after_three_steps(runs):
+    root, _ = runs
+    one, mirrored, multi = (stored(str(root / name)) for name in ("one", "mirrored", "multi"))
+    assert sorted(one) == sorted(mirrored) == sorted(multi)
+    assert one["step/.ATTRIBUTES/VARIABLE_VALUE"] == 3
+    moving = [n for n in one if "moving_mean" in n or "moving_variance" in n]
+    # R-50: conv1 + 3 per unit x 16 units + 4 shortcuts = 53 BN layers; ASPP: 6 more.
+    assert len(moving) == 2 * (53 + 6)
+    assert all(np.any(one[n] != 1.0) for n in moving if "moving_variance" in n)  # updated
+    assert sum(n.startswith("optimizer/") and one[n].ndim == 4 for n in one) > 50  # momenta
+    for name, value in one.items():
+        for other in (mirrored, multi):
+            # Per variable, relative to its norm (a few momentum entries are ~1e-13).
+            difference = np.linalg.norm(np.subtract(other[name], value, dtype=np.float64))
+            assert difference <= 1e-7 * np.linalg.norm(value), name
+    reference = losses(str(root / "one"))
+    assert len(reference) == 3 and reference[2] != reference[0]
+    for name in ("mirrored", "multi"):
+        np.testing.assert_allclose(losses(str(root / name)), reference, rtol=1e-9)

@@ -50,80 +50,24 @@ def load_config():
 
 
 def evaluate_checkpoint(config, checkpoint):
-    import deeplab_tf.data
-    from deeplab_tf import config as config_lib
-    from deeplab_tf import evaluation, visualization
-    step = evaluation.checkpoint_step(checkpoint)
-    model = evaluation.restore_model(config.model, checkpoint, config.eval.output_stride)
-    output_stride = evaluation.model_output_stride(model)
-    crop_size = config_lib.eval_crop_size(config.eval)  # None: smallest OS*k+1
-    predict = evaluation.make_predict_fn(model, config.eval.scales, config.eval.flip,
-                                         crop_size)
-    dataset = deeplab_tf.data.eval_input(config.data, config.eval.split, output_stride,
-                                         crop_size)
-    try:
-        class_names, _ = visualization.dataset_info(config.data.dataset)
-    except ValueError:
-        class_names = None
-    if class_names is not None and len(class_names) != config.model.num_classes:
-        class_names = None
-    logging.info("evaluating %s (step %d) on %s/%s at output stride %d, scales %s, flip %s",
-                 checkpoint, step, config.data.dataset, config.eval.split, output_stride,
-                 config.eval.scales, config.eval.flip)
-    count = int(dataset.cardinality())  # TFDS splits know their size; else -1 or -2
-    confusion = evaluation.evaluate(predict, evaluation.examples_from_eval_input(dataset),
-                                    config.model.num_classes, class_names,
-                                    config.data.ignore_label,
-                                    num_examples=count if count > 0 else None)
-    settings = dict(checkpoint=checkpoint, dataset=config.data.dataset,
-                    split=config.eval.split, output_stride=output_stride,
-                    scales=list(config.eval.scales), flip=config.eval.flip,
-                    crop_size=list(crop_size) if crop_size else "smallest")
-    result = confusion.result()
-    table = evaluation.write_results(FLAGS.workdir, result, step, settings)
+    from deeplab_tf.evaluation import run
+    step, _, table = run.evaluate_checkpoint(config, FLAGS.workdir, checkpoint)
     print(table, flush=True)
-    write_chart(config, result, step)
     return step
-
-
-def write_chart(config, result, step):
-    """WORKDIR/eval/per_class_iou_<step>.png: the table above as bars in the class colours."""
-    from deeplab_tf import plots, visualization
-    from deeplab_tf.evaluation import evaluator
-    try:
-        _, palette = visualization.dataset_info(config.data.dataset)
-    except ValueError:
-        palette = visualization.palette_for(config.model.num_classes)
-    path = os.path.join(FLAGS.workdir, evaluator.EVAL_DIR, f"per_class_iou_{step}.png")
-    plots.per_class_iou_chart(path, result, palette, title=(
-        f"{config.name or FLAGS.workdir}, step {step}: {config.data.dataset}/"
-        f"{config.eval.split}, OS {config.eval.output_stride}, scales "
-        f"{list(config.eval.scales)}, flip {config.eval.flip}"))
-    logging.info("per-class IoU chart: %s", path)
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     config = load_config()
-    import tensorflow as tf
     from deeplab_tf.evaluation import checkpoints
     if not FLAGS.watch:
         evaluate_checkpoint(config, checkpoints.resolve_checkpoint(FLAGS.workdir,
                                                                    FLAGS.checkpoint))
         return
-    directory = os.path.join(FLAGS.workdir, checkpoints.CHECKPOINT_DIR)
-    for checkpoint in tf.train.checkpoints_iterator(directory, min_interval_secs=10,
-                                                    timeout=FLAGS.watch_timeout):
-        try:
-            step = evaluate_checkpoint(config, checkpoint)
-        except tf.errors.NotFoundError as error:  # deleted by the trainer's max_to_keep
-            logging.warning("skipping %s: %s", checkpoint, str(error).splitlines()[0])
-            continue
-        if step >= config.train.steps:
-            logging.info("evaluated the final step %d; done", config.train.steps)
-            return
-    logging.info("no new checkpoint in %d s; done", FLAGS.watch_timeout)
+    from deeplab_tf.evaluation import continuous
+    continuous.watch(config, FLAGS.workdir, lambda c: evaluate_checkpoint(config, c),
+                     timeout=FLAGS.watch_timeout, min_interval_secs=10)
 
 
 if __name__ == "__main__":

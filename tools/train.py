@@ -7,14 +7,20 @@
 
 --strategy picks one device (default), this machine's devices (mirrored), synchronous
 workers (multi_worker) or asynchronous parameter servers (parameter_server); the cluster
-comes from TF_CONFIG, and every task of a cluster runs this same command. Running it again
-on the same work dir resumes from the latest checkpoint.
+comes from TF_CONFIG, and every task of a cluster runs this same command: `chief` and
+`worker` tasks train (under parameter_server the workers and `ps` tasks serve the chief),
+an `evaluator` task evaluates each new checkpoint into WORKDIR/eval. The work dir must be
+one directory every task sees at the same path. Running it again on the same work dir
+resumes from the latest checkpoint (README: what resumes how under each strategy).
 """
 import sys
 
 from absl import app, flags, logging
 
-from deeplab_tf.train import strategy as strategy_lib
+from deeplab_tf import console
+
+console.load_tensorflow()  # quiet TensorFlow's C++ lines; before deeplab_tf.train loads it
+from deeplab_tf.train import strategy as strategy_lib  # noqa: E402
 
 flags.DEFINE_string("experiment", None, "Module name in experiments/, e.g. voc_stage1.")
 flags.DEFINE_string("workdir", None, "Work dir: config.json, checkpoints/, train/ events.")
@@ -27,7 +33,11 @@ FLAGS = flags.FLAGS
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    if strategy_lib.is_server_task(FLAGS.strategy):
+    try:
+        role = strategy_lib.task_role(FLAGS.strategy)
+    except ValueError as error:
+        raise app.UsageError(str(error)) from None
+    if role == "serve":
         strategy_lib.run_server()  # ps and worker tasks serve the chief until killed
         return
     # Imports after the server branch: a server task needs none of the model code.
@@ -36,9 +46,16 @@ def main(argv):
     from deeplab_tf import train
     try:
         config = config_lib.load_experiment(FLAGS.experiment, FLAGS.set)
-        config_lib.init_checkpoint_path(config)  # refuses an unset ImageNet start
+        if role == "train":  # refused before any cluster is joined
+            config_lib.init_checkpoint_path(config)  # refuses an unset ImageNet start
+            strategy_lib.check_supported(config.train, FLAGS.strategy)
     except ValueError as error:
         raise app.UsageError(str(error)) from None
+    if role == "evaluate":
+        from deeplab_tf.evaluation import continuous
+        logging.info("evaluator: evaluating each new checkpoint of %s", FLAGS.workdir)
+        continuous.watch(config, FLAGS.workdir, skip_evaluated=True)
+        return
     strategy = strategy_lib.make_strategy(FLAGS.strategy)
     logging.info("training %s in %s with %s (%d replicas)", config.name, FLAGS.workdir,
                  type(strategy).__name__, strategy.num_replicas_in_sync)
@@ -47,6 +64,9 @@ def main(argv):
     except train.NonFiniteLossError as error:
         logging.error("%s", error)
         sys.exit(3)
+    except train.WorkersDisagreeError as error:
+        logging.error("%s", error)
+        sys.exit(5)
     except (tf.errors.UnavailableError, tf.errors.AbortedError) as error:
         if not strategy_lib.is_parameter_server(strategy):
             raise
@@ -58,4 +78,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    console.run(main)

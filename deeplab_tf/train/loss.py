@@ -50,9 +50,9 @@ def cross_entropy_sum(logits, labels, ignore_label=255):
     Returned separately so that a replicated step can divide by the count of the whole
     global batch (an exact mean over all valid pixels of all replicas).
     """
-    valid = tf.cast(tf.not_equal(labels, ignore_label), tf.float32)
     per_pixel = keras.losses.sparse_categorical_crossentropy(
         labels, logits, from_logits=True, ignore_class=ignore_label)
+    valid = tf.cast(tf.not_equal(labels, ignore_label), per_pixel.dtype)
     return tf.reduce_sum(per_pixel * valid), tf.reduce_sum(valid)
 
 

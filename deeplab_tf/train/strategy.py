@@ -2,13 +2,15 @@
 
     default           one device
     mirrored          synchronous replicas on this machine's devices
-    multi_worker      synchronous replicas on several machines (TF_CONFIG: worker tasks)
+    multi_worker      synchronous replicas on several machines (TF_CONFIG: chief/worker)
     parameter_server  asynchronous replicas (TF_CONFIG: chief = coordinator, worker, ps)
 
-Under `parameter_server` every task runs the same command: `ps` and `worker` tasks start a
-`tf.distribute.Server` and serve until killed, the `chief` runs the training loop through
-a ClusterCoordinator. TF_CONFIG is read the way TensorFlow always reads it
-(`TFConfigClusterResolver`).
+Every task of a cluster runs the same command; its TF_CONFIG task type says what it does
+(`task_role`): `ps` and `worker` tasks of a parameter-server cluster start a
+`tf.distribute.Server` and serve until killed, the `chief` (and, under multi_worker, every
+`worker`) trains, and an `evaluator` task evaluates each new checkpoint (TensorFlow's
+side-car evaluator convention). TF_CONFIG is read the way TensorFlow always reads it
+(`TFConfigClusterResolver`); the evaluator is not part of the training cluster.
 """
 import json
 import os
@@ -19,7 +21,11 @@ import sys
 import tensorflow as tf
 
 STRATEGIES = ("default", "mirrored", "multi_worker", "parameter_server")
+# The TF_CONFIG task types each cluster strategy knows; any other type is an error.
+ROLES = {"multi_worker": ("chief", "worker", "evaluator"),
+         "parameter_server": ("chief", "worker", "ps", "evaluator")}
 SERVER_TASKS = ("worker", "ps")
+EVALUATOR = "evaluator"
 
 
 def task_from_tf_config():
@@ -29,22 +35,63 @@ def task_from_tf_config():
     return task.get("type"), task.get("index")
 
 
-def is_server_task(strategy_name):
-    """True for the `worker` and `ps` tasks of a parameter-server cluster."""
+def _training_tasks():
+    cluster = json.loads(os.environ.get("TF_CONFIG") or "{}").get("cluster", {})
+    return len(cluster.get("chief", ())) + len(cluster.get("worker", ()))
+
+
+def task_role(strategy_name):
+    """What this process does under --strategy=`strategy_name`: "train", "serve" (a ps or
+    worker task of a parameter-server cluster) or "evaluate" (the evaluator task)."""
     task_type, _ = task_from_tf_config()
-    return strategy_name == "parameter_server" and task_type in SERVER_TASKS
+    if task_type is None:
+        return "train"
+    if task_type == EVALUATOR:
+        return "evaluate"
+    if strategy_name in ROLES:
+        if task_type not in ROLES[strategy_name]:
+            raise ValueError(
+                f"TF_CONFIG task type {task_type!r} is not a role of --strategy="
+                f"{strategy_name}; its roles are {', '.join(ROLES[strategy_name])}")
+        if strategy_name == "parameter_server" and task_type in SERVER_TASKS:
+            return "serve"
+        return "train"
+    if _training_tasks() > 1:  # default / mirrored would train N independent copies
+        raise ValueError(
+            f"TF_CONFIG describes a cluster of {_training_tasks()} training tasks, but "
+            f"--strategy={strategy_name} trains on this machine only: use --strategy="
+            "multi_worker or --strategy=parameter_server")
+    return "train"
 
 
 def run_server():
-    """Serves this task of the TF_CONFIG cluster until the process is killed."""
-    resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
-    if resolver.task_type == "worker":
-        # Workers must not grab every core: several may share a test machine.
-        tf.config.threading.set_inter_op_parallelism_threads(2)
+    """Serves this task of the TF_CONFIG cluster until the process is killed.
+
+    Threads: TensorFlow's defaults (or TF_NUM_INTEROP_THREADS / TF_NUM_INTRAOP_THREADS
+    from the environment, which `start_task` sets for clusters sharing one test machine).
+    """
+    resolver = _training_resolver()
     server = tf.distribute.Server(resolver.cluster_spec(), job_name=resolver.task_type,
                                   task_index=resolver.task_id,
                                   protocol=resolver.rpc_layer or "grpc", start=True)
     server.join()
+
+
+def _training_resolver():
+    """TF_CONFIG's resolver without the evaluator job: the evaluator reads checkpoints
+    from the work dir and is no task of the training cluster (a coordinator would wait
+    for it to answer)."""
+    resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+    jobs = resolver.cluster_spec().as_dict()
+    if EVALUATOR not in jobs:
+        return resolver
+    jobs.pop(EVALUATOR)
+    # GPUs counted without initialising TensorFlow's runtime (MultiWorkerMirrored reads
+    # them from a resolver other than TFConfigClusterResolver).
+    gpus = len(tf.config.list_physical_devices("GPU"))
+    return tf.distribute.cluster_resolver.SimpleClusterResolver(
+        tf.train.ClusterSpec(jobs), task_type=resolver.task_type, task_id=resolver.task_id,
+        rpc_layer=resolver.rpc_layer, num_accelerators={"GPU": gpus} if gpus else None)
 
 
 def make_strategy(name):
@@ -54,7 +101,7 @@ def make_strategy(name):
         return tf.distribute.get_strategy()
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
-    resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+    resolver = _training_resolver()
     if not resolver.cluster_spec().as_dict():
         raise ValueError(f"--strategy={name} needs a cluster in TF_CONFIG (it is empty)")
     if name == "multi_worker":
@@ -65,6 +112,44 @@ def make_strategy(name):
                          f"task {resolver.task_type!r} in {resolver.cluster_spec().as_dict()}")
     # No variable_partitioner: sharded variables fail with Keras 3 variables (SPEC.md 6).
     return tf.distribute.ParameterServerStrategy(resolver)
+
+
+def kind(strategy):
+    """The STRATEGIES name of a strategy object (one device counts as "default")."""
+    if is_parameter_server(strategy):
+        return "parameter_server"
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return "multi_worker"
+    if isinstance(strategy, tf.distribute.MirroredStrategy):
+        return "mirrored"
+    return "default"
+
+
+def check_supported(train, strategy_name, replicas_per_step=1):
+    """Refuses, before any step runs, the settings that cannot train under a strategy.
+
+    `train` is the config's train section; `replicas_per_step` the replicas of one
+    update (under parameter_server: the devices of one worker).
+    """
+    if train.batch_size % replicas_per_step:
+        raise ValueError(f"train.batch_size={train.batch_size} does not split over "
+                         f"{replicas_per_step} replicas")
+    if strategy_name == "parameter_server":
+        if train.xla:
+            raise ValueError(
+                "train.xla=True cannot run under --strategy=parameter_server: a worker's "
+                "XLA cluster cannot read the variables the parameter servers hold. Train "
+                "with train.xla=False there (XLA works under default and, with frozen "
+                "batch norm, under the synchronous strategies).")
+        if replicas_per_step > 1:
+            raise ValueError(
+                f"--strategy=parameter_server with {replicas_per_step} devices per worker: "
+                "Keras creates batch-norm moving statistics without a cross-replica "
+                "aggregation, so several replicas of one worker cannot update them. Run "
+                "one worker task per GPU (CUDA_VISIBLE_DEVICES=i for each).")
+    elif train.xla and replicas_per_step > 1 and not train.freeze_batch_norm:
+        raise ValueError("train.xla needs one replica per update or frozen batch norm: "
+                         "synchronized batch norm all-reduces inside the step")
 
 
 def is_parameter_server(strategy):
@@ -118,10 +203,16 @@ def tf_config(cluster, task_type, index):
     return json.dumps({"cluster": cluster, "task": {"type": task_type, "index": index}})
 
 
-def start_task(cluster, task_type, index, argv, log_path, env=None):
-    """Starts `python -m tools.train ARGV` as task (task_type, index) of `cluster`."""
+# For parameter-server tasks sharing the cores of one test machine: two inter-op threads
+# each keep them from oversubscribing it (real clusters keep TensorFlow's defaults).
+LOCAL_SERVER_THREADS = {"TF_NUM_INTEROP_THREADS": "2"}
+
+
+def start_task(cluster, task_type, index, argv, log_path, env=None, command=None, cwd=None):
+    """Starts `python -m tools.train ARGV` (or `python COMMAND... ARGV`) as task
+    (task_type, index) of the localhost `cluster`."""
     environment = dict(os.environ, **(env or {}))
     environment["TF_CONFIG"] = tf_config(cluster, task_type, index)
     log = open(log_path, "wb")
-    return subprocess.Popen([sys.executable, "-m", "tools.train", *argv], env=environment,
-                            stdout=log, stderr=subprocess.STDOUT)
+    return subprocess.Popen([sys.executable, *(command or ["-m", "tools.train"]), *argv],
+                            env=environment, stdout=log, stderr=subprocess.STDOUT, cwd=cwd)
