@@ -299,6 +299,36 @@ def peak_memory():
     return rss / 2**20, "host peak RSS of the process"
 
 
+def comparable_memory(name, result):
+    """Peak memory of one side-by-side measurement (tools.benchmark_vs_torchvision), like
+    for like between ours ("deeplab_tf") and the anchor ("torchvision"), in GiB.
+
+    On a GPU: training compares the timed steps' peak (torch resets its peak after the
+    warm-up; ours is `steps_peak_gib`), inference the whole run's device peak on both
+    sides (torch never resets there). On a CPU: host peak RSS of each process.
+    """
+    if name == "deeplab_tf":
+        if result.get("device") == "gpu":
+            if result.get("mode") == "train" and result.get("steps_peak_gib") is not None:
+                return result["steps_peak_gib"]
+            return result.get("process_peak_gib", result.get("peak_memory_gib"))
+        return result.get("peak_memory_gib")
+    if result.get("device") == "cuda":
+        if result.get("mode") == "train":
+            return result.get("peak_mem_gib")
+        return result.get("device_peak_at_end_gib")
+    return result.get("host_peak_rss_gib")
+
+
+def whole_run_memory(name, result):
+    """Device peak of the whole process (compile, autotuning, warm-up), GPU only, or None."""
+    if name == "deeplab_tf":
+        return result.get("process_peak_gib")
+    peaks = [result.get(k) for k in ("device_peak_before_reset_gib", "device_peak_at_end_gib")]
+    peaks = [p for p in peaks if p is not None]
+    return max(peaks) if peaks else None
+
+
 def peak_tflops(device_name, precision):
     for chip, peaks in PEAK_TFLOPS.items():
         if chip in device_name:

@@ -161,7 +161,7 @@ def test_memory_figures_say_what_they_cover():
 
 
 def test_side_by_side_memory_is_like_for_like():
-    from tools import benchmark_vs_torchvision as side_by_side
+    side_by_side = benchmarking
     ours_train = {"device": "gpu", "mode": "train", "steps_peak_gib": 6.0,
                   "process_peak_gib": 30.0, "peak_memory_gib": 30.0}
     torch_train = {"device": "cuda", "mode": "train", "peak_mem_gib": 7.0,

@@ -115,38 +115,11 @@ def torchvision():
     return {**result, **memory}
 
 
-def comparable_memory(name, result):
-    """Peak memory of one measurement, like for like between the two sides (GiB).
-
-    On a GPU: training compares the timed steps' peak (torch resets its peak after the
-    warm-up; ours is `steps_peak_gib`), inference the whole run's device peak on both
-    sides (torch never resets there). On a CPU: host peak RSS of each process.
-    """
-    if name == "deeplab_tf":
-        if result.get("device") == "gpu":
-            if result.get("mode") == "train" and result.get("steps_peak_gib") is not None:
-                return result["steps_peak_gib"]
-            return result.get("process_peak_gib", result.get("peak_memory_gib"))
-        return result.get("peak_memory_gib")
-    if result.get("device") == "cuda":
-        if result.get("mode") == "train":
-            return result.get("peak_mem_gib")
-        return result.get("device_peak_at_end_gib")
-    return result.get("host_peak_rss_gib")
-
-
-def whole_run_memory(name, result):
-    """Device peak of the whole process (compile, autotuning, warm-up), GPU only, or None."""
-    if name == "deeplab_tf":
-        return result.get("process_peak_gib")
-    peaks = [result.get(k) for k in ("device_peak_before_reset_gib", "device_peak_at_end_gib")]
-    peaks = [p for p in peaks if p is not None]
-    return max(peaks) if peaks else None
-
-
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    # The memory rules only: this process runs no model (and must not claim a GPU).
+    from deeplab_tf import benchmarking
     key = "ms_median" if FLAGS.mode == "infer" else "images_per_s"
     load_before = os.getloadavg()
     figures = {"deeplab_tf": [], "torchvision": []}
@@ -157,8 +130,8 @@ def main(argv):
         for name, measure in order if round_index % 2 == 0 else order[::-1]:
             result = measure()
             figures[name].append(result[key])
-            memory[name].append(comparable_memory(name, result))
-            whole_run[name].append(whole_run_memory(name, result))
+            memory[name].append(benchmarking.comparable_memory(name, result))
+            whole_run[name].append(benchmarking.whole_run_memory(name, result))
             print(json.dumps({"round": round_index, "load_avg_1min": os.getloadavg()[0],
                               **result}), flush=True)
     medians = {name: statistics.median(values) for name, values in figures.items()}
