@@ -2,11 +2,14 @@
 
 A check that model, loss and inference fit together (a mismatch in label alignment,
 the ignore label, batch-norm statistics or the logits' upsampling keeps the mIoU far below
-0.9), small enough for every CI run (about 100 CPU-seconds): four 33x33 scenes (2-3
-classes each, 6 in all), output stride 8 (5x5 features), 30 steps of Adam instead of the
-paper's momentum SGD because it gets there in fewer steps (a scratch run: mIoU 0.94 at
-step 20, 0.97 at 30), then the scenes go through the evaluation path
+0.9), small enough for every CI run: four 33x33 scenes (2-3 classes each, 6 in all), output
+stride 8 (5x5 features), 30 steps of Adam at 3e-3 instead of the paper's momentum SGD
+because it gets there in fewer steps, then the scenes go through the evaluation path
 (`inference.predict_labels`, batch norm in inference mode) and one confusion matrix.
+
+Measured here (2-core CPU, seed 0, with the authors' initialisers of issue 10): mIoU 0.89
+at step 20, 0.92 at 25, 0.946 at 30 (at Adam 1e-3 it was 0.87 at 30, 0.92 at 40). The 30
+steps take about 20 s; tracing the ResNet-50's training step takes another ~40 s.
 """
 import keras
 import numpy as np
@@ -31,10 +34,12 @@ def test_a_small_model_overfits_a_few_synthetic_scenes():
     tf.keras.utils.set_random_seed(0)
     # Batch-norm decay 0.5: the moving statistics, which inference uses, follow the last
     # few batches (at 0.9 the training loss is the same but inference lags ~20 steps).
+    # No ASPP dropout: the property is that the model can fit, not how it regularises.
     model_config = config_lib.ModelConfig(depth=50, output_stride=8, multi_grid=(1, 1, 1),
-                                          aspp_rates=(1, 2, 3), batch_norm_decay=0.5)
+                                          aspp_rates=(1, 2, 3), batch_norm_decay=0.5,
+                                          aspp_dropout_rate=0.0)
     model = config_lib.build_model(model_config)
-    optimizer = keras.optimizers.Adam(1e-3)
+    optimizer = keras.optimizers.Adam(3e-3)
 
     @tf.function
     def step(x, y):
