@@ -54,6 +54,9 @@ class TrainConfig:
     batch_size: int = 16
     base_learning_rate: float = 0.007
     learning_rate_power: float = 0.9
+    # "momentum": the paper's (TF1 MomentumOptimizer, train/optimizer.py); "adam" only for
+    # short runs from scratch (the CPU demo).
+    optimizer: str = "momentum"
     momentum: float = 0.9
     weight_decay: float = 1e-4
     # Gradient multipliers (the authors' train_utils.get_model_gradient_multipliers): biases

@@ -54,6 +54,35 @@ def test_tf1_momentum_two_steps_by_hand():
     assert np.abs(keras_w - w).max() > 1e-3
 
 
+def test_adam_option_is_keras_adam_on_multiplied_gradients():
+    """train.optimizer=adam (the CPU demo's): two steps equal Keras' Adam fed the gradient
+    times its multiplier; any other name is refused."""
+    w0, b0 = np.array([1.0, -2.0], np.float32), np.array([0.25], np.float32)
+    steps = [(np.array([0.3, -0.1], np.float32), np.array([1.5], np.float32)),
+             (np.array([-0.5, 0.4], np.float32), np.array([-0.2], np.float32))]
+
+    def run(optimizer, bias_multiplier):
+        w, b = keras.Variable(w0, name="w"), keras.Variable(b0, name="b")
+        for gw, gb in steps:
+            optimizer.apply([tf.constant(gw), tf.constant(bias_multiplier * gb)], [w, b])
+        return w.numpy(), b.numpy()
+
+    w, b = run(optimizer_lib.AdamOptimizer(0.1, gradient_multipliers={"b": 3.0}), 1.0)
+    keras_w, keras_b = run(keras.optimizers.Adam(0.1), 3.0)
+    np.testing.assert_allclose(w, keras_w, rtol=1e-6)
+    np.testing.assert_allclose(b, keras_b, rtol=1e-6)
+    assert np.abs(w - w0).min() > 0.01  # it moved
+
+    inputs = keras.Input((2,))
+    model = keras.Model(inputs, keras.layers.Dense(1, name="logits")(inputs))
+    train = config_lib.TrainConfig(optimizer="adam")
+    adam = optimizer_lib.make_optimizer(train, model, 0.01)
+    assert isinstance(adam, optimizer_lib.AdamOptimizer)
+    assert adam.gradient_multipliers == {"logits/bias": 2.0}
+    with pytest.raises(ValueError, match="train.optimizer must be one of .* got 'sgd'"):
+        optimizer_lib.make_optimizer(config_lib.TrainConfig(optimizer="sgd"), model, 0.01)
+
+
 # ---------------------------------------------------------------- gradient multipliers
 
 def _head(name):

@@ -93,11 +93,50 @@ class MomentumOptimizer(keras.optimizers.SGD):
         return config
 
 
+@keras.saving.register_keras_serializable(package="deeplab_tf")
+class AdamOptimizer(keras.optimizers.Adam):
+    """Keras' Adam with the same per-variable gradient multipliers (not the paper's).
+
+    Only for short runs from scratch (the CPU demo, experiments/demo.py), where the
+    paper's momentum SGD, made for 30K steps from ImageNet weights, learns too slowly.
+    """
+
+    def __init__(self, learning_rate=0.001, gradient_multipliers=None, **kwargs):
+        super().__init__(learning_rate=learning_rate, **kwargs)
+        self.gradient_multipliers = dict(gradient_multipliers or {})
+
+    def build(self, variables):
+        if self.built:
+            return
+        super().build(variables)
+        self._multipliers = [self.gradient_multipliers.get(v.path, 1.0) for v in variables]
+
+    def update_step(self, gradient, variable, learning_rate):
+        multiplier = self._multipliers[self._get_variable_index(variable)]
+        if multiplier != 1.0:
+            gradient = ops.multiply(ops.cast(gradient, variable.dtype),
+                                    ops.cast(multiplier, variable.dtype))
+        super().update_step(gradient, variable, learning_rate)
+
+    def get_config(self):
+        config = super().get_config()
+        config["gradient_multipliers"] = dict(self.gradient_multipliers)
+        return config
+
+
+OPTIMIZERS = ("momentum", "adam")
+
+
 def make_optimizer(train_config, model, learning_rate):
-    """The training optimizer of `train_config` (momentum, multipliers) for `model`."""
+    """The training optimizer of `train_config` (momentum or adam, multipliers) for `model`."""
     multipliers = gradient_multipliers(
         model, train_config.bias_gradient_multiplier,
         train_config.last_layer_gradient_multiplier,
         train_config.last_layers_contain_logits_only)
+    if train_config.optimizer == "adam":
+        return AdamOptimizer(learning_rate=learning_rate, gradient_multipliers=multipliers)
+    if train_config.optimizer != "momentum":
+        raise ValueError(f"train.optimizer must be one of {OPTIMIZERS}, got "
+                         f"{train_config.optimizer!r}")
     return MomentumOptimizer(learning_rate=learning_rate, momentum=float(train_config.momentum),
                              gradient_multipliers=multipliers)
