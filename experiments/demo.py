@@ -6,37 +6,42 @@
         --set data.data_dir=runs/demo/tfds
 
 A ResNet-50 DeepLabv3 (ASPP + image pooling) from scratch (train.init_checkpoint=none, set
-by common.synthetic) on 97x97 crops, evaluated on whole images padded to 193x193. The paper's
-ASPP rates (6, 12, 18) are for 33x33 feature maps (crop 513, OS 16); on this 7x7 map they
-would only read padding (and TensorFlow's CPU backward pass for such convolutions is very
-slow), so the rates shrink with the crop.
+by common.synthetic), sized so that the whole demo takes about 5 minutes on 2 CPU cores:
+tools.demo generates 300 train / 60 val images of 56-96 px a side; training takes 65x65
+crops at output stride 16 (5x5 features), evaluation pads each image to 97x97 and runs at
+output stride 8, as the paper evaluates (Table 4). The paper's ASPP rates (6, 12, 18) are
+for 33x33 feature maps; on a 5x5 map they would only read padding, so the rates shrink
+with the crop.
 
-Measured before issue 10 (authors' initialisers, dropout, TF1 momentum, mean pixel,
-augmentation geometry and evaluation padding; to be measured again), on the synthetic set
-of tools.make_synthetic defaults (300 train / 60 val images),
-`python -m tools.demo --workdir=/tmp/demoB` on the 2-core CPU, 2026-11-26: 9.8 minutes end
-to end, 8.5 of them training 200 steps (0.41 steps/s); val mIoU 61.57% over the 8 classes
-present, pixel accuracy 90.21% (tools.evaluate, OS 16). With the earlier settings (300
-steps, batch-norm decay 0.99) it took 19 minutes for 62.36%; with 150 steps at decay 0.9,
-7.8 minutes for 50.60%.
+Not the paper's recipe, and why (each measured here, seed 0, 150 steps, batch 8):
+- Adam at 2e-3 (poly decay) instead of momentum SGD: the paper's optimizer is tuned for
+  30K steps from ImageNet weights; from scratch in 150 steps it reached val mIoU 27.4% at
+  lr 0.02 and 38.3% at 0.05 (34.8% at 0.1 with bootstrapping), Adam 45.9% (OS 16).
+- XLA (train.xla): 1.13 s a step instead of 1.83 s at this size.
+- Batch-norm decay 0.9: the paper's 0.9997 would leave the moving statistics at their
+  initial values after a few hundred steps.
+What the short run does not learn: the rare classes (bicycle, chair, pottedplant), each
+in a fifth of the images, are still predicted as the common class of the nearest colour
+after 150 steps (bootstrapping them 3x, 300 steps at batch 4, or no weight decay did not
+change that). WORKSPACE_NOTES.md has the figures of this and the earlier settings.
 """
 from experiments import common
 
 
 def get_config():
-    config = common.synthetic(crop_size=97)
+    config = common.synthetic(crop_size=65)
+    config.eval.crop_size = (97, 97)  # tools.demo's images are 56-96 px a side
     config.model.depth = 50
     config.model.multi_grid = (1, 1, 1)
     config.model.aspp_rates = (1, 2, 3)
-    # A short run from scratch: the paper's 0.9997 would leave the moving statistics at
-    # their initial values after a few hundred steps; 0.99 still lagged at step 200
-    # (val mIoU 15.3% there), 0.9 follows the batch statistics within tens of steps.
     config.model.batch_norm_decay = 0.9
-    config.train.steps = 200
+    config.train.steps = 150
     config.train.batch_size = 8
-    config.train.base_learning_rate = 0.02
-    config.train.checkpoint_every = 100
+    config.train.optimizer = "adam"
+    config.train.base_learning_rate = 0.002
+    config.train.xla = True
+    config.train.checkpoint_every = 50
     config.train.log_every = 10
-    config.train.image_summary_every = 100
-    config.eval.output_stride = 16
+    config.train.image_summary_every = 50
+    config.eval.output_stride = 8
     return config

@@ -29,6 +29,9 @@ flags.DEFINE_multi_string("set", [], "Overrides for the training run, e.g. train
 flags.DEFINE_integer("num_predict", 4, "Validation images to predict and show at the end.")
 flags.DEFINE_integer("num_train", 300, "Synthetic training images.")
 flags.DEFINE_integer("num_val", 60, "Synthetic validation images.")
+flags.DEFINE_integer("min_size", 56, "Smallest synthetic image side (the demo experiment's "
+                     "97x97 evaluation crop holds up to 96).")
+flags.DEFINE_integer("max_size", 96, "Largest synthetic image side.")
 FLAGS = flags.FLAGS
 
 
@@ -79,7 +82,8 @@ def main(argv):
     sets = [f"--set=data.data_dir={data_dir}"] + [f"--set={s}" for s in FLAGS.set]
     start = time.time()
     run("tools.make_synthetic", f"--output_dir={source}", f"--num_train={FLAGS.num_train}",
-        f"--num_val={FLAGS.num_val}")
+        f"--num_val={FLAGS.num_val}", f"--min_size={FLAGS.min_size}",
+        f"--max_size={FLAGS.max_size}")
     run("tools.build_dataset", "--dataset=synthetic_voc", f"--manual_dir={source}",
         f"--data_dir={data_dir}")
     run("tools.train", f"--experiment={FLAGS.experiment}", f"--workdir={train_dir}", *sets)
