@@ -23,6 +23,13 @@ def pytest_sessionfinish(session, exitstatus):
         session.exitstatus = 1
 
 
+def pytest_collection_modifyitems(items):
+    """Files with a `slow` test first: pytest-xdist hands out whole files (--dist
+    loadfile) in this order, and a long file started last would run alone at the end."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)  # stable within each group
+
+
 def pytest_terminal_summary(terminalreporter):
     if _NOT_RUN:
         terminalreporter.write_line(

@@ -10,9 +10,11 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from PIL import Image
 
 
+@pytest.mark.slow
 def test_demo_runs_end_to_end_and_writes_every_output(tmp_path):
     workdir = tmp_path / "demo"
     environment = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}

@@ -13,6 +13,7 @@ steps take about 20 s; tracing the ResNet-50's training step takes another ~40 s
 """
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from deeplab_tf import config as config_lib
@@ -24,6 +25,7 @@ SIZE = 33  # 8 * 4 + 1: the OS*k+1 size of paper 4.1
 STEPS = 30
 
 
+@pytest.mark.slow
 def test_a_small_model_overfits_a_few_synthetic_scenes():
     scenes = [synthetic.make_scene(0, index, SIZE, SIZE) for index in range(4)]
     images = tf.constant(np.stack([image for image, _ in scenes]), tf.float32)
