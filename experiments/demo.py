@@ -9,9 +9,9 @@ A ResNet-50 DeepLabv3 (ASPP + image pooling) from scratch (train.init_checkpoint
 by common.synthetic), sized so that the whole demo takes about 6 minutes on 2 CPU cores
 (363 s here): tools.demo generates 300 train / 60 val images of 56-96 px a side; training
 takes 65x65 crops at output stride 16 (5x5 features), evaluation pads each image to 97x97
-and runs at output stride 8, as the paper evaluates (Table 4). The paper's ASPP rates (6, 12, 18) are
-for 33x33 feature maps; on a 5x5 map they would only read padding, so the rates shrink
-with the crop.
+and runs at output stride 8, as the paper evaluates (Table 4). The paper's ASPP rates (6,
+12, 18) are for 33x33 feature maps; on a 5x5 map they would only read padding, so the
+rates shrink with the crop.
 
 Not the paper's recipe, and why (each measured here, seed 0, 150 steps, batch 8):
 - Adam at 2e-3 (poly decay) instead of momentum SGD: the paper's optimizer is tuned for
