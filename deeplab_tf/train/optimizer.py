@@ -46,19 +46,14 @@ def gradient_multipliers(model, bias_multiplier=2.0, last_layer_multiplier=1.0,
     return multipliers
 
 
-@keras.saving.register_keras_serializable(package="deeplab_tf")
-class MomentumOptimizer(keras.optimizers.SGD):
-    """TF1 momentum (a <- m a + multiplier g; w <- w - lr a) with per-variable multipliers.
+class _GradientMultipliers:
+    """Mixin for a Keras optimizer: each variable's gradient times its multiplier.
 
-    Args:
-      learning_rate: a float, schedule or callable, as for keras.optimizers.SGD.
-      momentum: m, the paper's 0.9.
-      gradient_multipliers: {variable.path: multiplier}; variables not named get 1.
+    `gradient_multipliers` is {variable.path: multiplier}; variables not named get 1.
     """
 
-    def __init__(self, learning_rate=0.01, momentum=0.9, gradient_multipliers=None,
-                 **kwargs):
-        super().__init__(learning_rate=learning_rate, momentum=momentum, **kwargs)
+    def __init__(self, *args, gradient_multipliers=None, **kwargs):
+        super().__init__(*args, **kwargs)
         self.gradient_multipliers = dict(gradient_multipliers or {})
 
     def build(self, variables):
@@ -69,19 +64,44 @@ class MomentumOptimizer(keras.optimizers.SGD):
         if unknown:
             raise ValueError(f"gradient multipliers for variables the optimizer does not "
                              f"update: {sorted(unknown)[:5]}")
-        # By index, as the momentum slots: a Python float per variable, folded into the graph.
+        # By index, as the optimizer's slots: a Python float per variable, folded into the
+        # graph.
         self._multipliers = [self.gradient_multipliers.get(v.path, 1.0) for v in variables]
+
+    def _multiplied(self, gradient, variable):
+        """`gradient` in the variable's dtype, times the variable's multiplier."""
+        gradient = ops.cast(gradient, variable.dtype)
+        multiplier = self._multipliers[self._get_variable_index(variable)]
+        if multiplier != 1.0:
+            gradient = ops.multiply(gradient, ops.cast(multiplier, variable.dtype))
+        return gradient
+
+    def get_config(self):
+        config = super().get_config()
+        config["gradient_multipliers"] = dict(self.gradient_multipliers)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="deeplab_tf")
+class MomentumOptimizer(_GradientMultipliers, keras.optimizers.SGD):
+    """TF1 momentum (a <- m a + multiplier g; w <- w - lr a) with per-variable multipliers.
+
+    Args:
+      learning_rate: a float, schedule or callable, as for keras.optimizers.SGD.
+      momentum: m, the paper's 0.9.
+      gradient_multipliers: {variable.path: multiplier}; variables not named get 1.
+    """
+
+    def __init__(self, learning_rate=0.01, momentum=0.9, **kwargs):
+        super().__init__(learning_rate=learning_rate, momentum=momentum, **kwargs)
 
     def update_step(self, gradient, variable, learning_rate):
         learning_rate = ops.cast(learning_rate, variable.dtype)
-        gradient = ops.cast(gradient, variable.dtype)
-        index = self._get_variable_index(variable)
-        if self._multipliers[index] != 1.0:
-            gradient = ops.multiply(gradient, ops.cast(self._multipliers[index], variable.dtype))
+        gradient = self._multiplied(gradient, variable)
         if self.momentum == 0:
             self.assign_sub(variable, ops.multiply(gradient, learning_rate))
             return
-        accumulator = self.momentums[index]
+        accumulator = self.momentums[self._get_variable_index(variable)]
         self.assign(accumulator, ops.add(
             ops.multiply(accumulator, ops.cast(self.momentum, variable.dtype)), gradient))
         self.assign_sub(variable, ops.multiply(accumulator, learning_rate))
@@ -89,39 +109,19 @@ class MomentumOptimizer(keras.optimizers.SGD):
     def get_config(self):
         config = super().get_config()
         config.pop("nesterov", None)
-        config["gradient_multipliers"] = dict(self.gradient_multipliers)
         return config
 
 
 @keras.saving.register_keras_serializable(package="deeplab_tf")
-class AdamOptimizer(keras.optimizers.Adam):
+class AdamOptimizer(_GradientMultipliers, keras.optimizers.Adam):
     """Keras' Adam with the same per-variable gradient multipliers (not the paper's).
 
     Only for short runs from scratch (the CPU demo, experiments/demo.py), where the
     paper's momentum SGD, made for 30K steps from ImageNet weights, learns too slowly.
     """
 
-    def __init__(self, learning_rate=0.001, gradient_multipliers=None, **kwargs):
-        super().__init__(learning_rate=learning_rate, **kwargs)
-        self.gradient_multipliers = dict(gradient_multipliers or {})
-
-    def build(self, variables):
-        if self.built:
-            return
-        super().build(variables)
-        self._multipliers = [self.gradient_multipliers.get(v.path, 1.0) for v in variables]
-
     def update_step(self, gradient, variable, learning_rate):
-        multiplier = self._multipliers[self._get_variable_index(variable)]
-        if multiplier != 1.0:
-            gradient = ops.multiply(ops.cast(gradient, variable.dtype),
-                                    ops.cast(multiplier, variable.dtype))
-        super().update_step(gradient, variable, learning_rate)
-
-    def get_config(self):
-        config = super().get_config()
-        config["gradient_multipliers"] = dict(self.gradient_multipliers)
-        return config
+        super().update_step(self._multiplied(gradient, variable), variable, learning_rate)
 
 
 OPTIMIZERS = ("momentum", "adam")
