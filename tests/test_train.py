@@ -1,6 +1,5 @@
 """The training loop on one device: loss, weight decay, schedule, gradients, frozen batch
 norm, TensorBoard events, checkpoints (paper 4.1; tools/train.py)."""
-import glob
 import os
 import subprocess
 import sys
@@ -15,6 +14,8 @@ from deeplab_tf.train import checkpointing, loop
 from deeplab_tf.train import loss as loss_lib
 from deeplab_tf.train import schedule as schedule_lib
 
+import event_files
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -22,17 +23,6 @@ def smoke(data_dir, *overrides):
     return config_lib.load_experiment("smoke", [f"data.data_dir={data_dir}", *overrides])
 
 
-def events(logdir):
-    """{tag: {step: value or image count}} from every event file under `logdir`."""
-    found = {}
-    for path in sorted(glob.glob(os.path.join(logdir, "events.out.tfevents.*"))):
-        for event in tf.compat.v1.train.summary_iterator(path):
-            for value in event.summary.value:
-                tensor = tf.make_ndarray(value.tensor)
-                plugin = value.metadata.plugin_data.plugin_name
-                found.setdefault(value.tag, {})[event.step] = (
-                    float(tensor) if plugin == "scalars" else tensor)
-    return found
 
 
 def test_cross_entropy_matches_an_independent_computation():
@@ -113,7 +103,7 @@ def test_training_writes_summaries_checkpoints_and_config(data_dir, tmp_path):
     config = smoke(data_dir)
     metrics = loop.train(config, workdir)
     assert np.isfinite(metrics["loss"])
-    found = events(os.path.join(workdir, "train"))
+    found = event_files.read(os.path.join(workdir, "train"))
     for tag in ("loss", "cross_entropy", "weight_decay", "learning_rate", "pixel_accuracy",
                 "mean_iou", "step_time", "examples_per_second"):
         assert sorted(found[tag]) == [1, 2, 3, 4], tag

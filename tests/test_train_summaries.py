@@ -7,7 +7,6 @@ The model has a known answer (tests/known_answer.py) and does not move (batch no
 learning rate 0, no dropout), so its predictions are known where the colour is uniform; the labels
 differ from them on purpose, so the IoUs are neither 0 nor 1 everywhere.
 """
-import glob
 import os
 
 import numpy as np
@@ -18,6 +17,7 @@ from deeplab_tf import config as config_lib
 from deeplab_tf.evaluation import metrics
 from deeplab_tf.train import loop
 
+import event_files
 import known_answer
 
 SIZE = 97  # 16 * 6 + 1: feature pixel j sits on image pixel 16 j, as for a 513 crop
@@ -59,20 +59,10 @@ def batches():
     return out
 
 
-def read_events(logdir):
-    """{tag: {step: float (scalars) or decoded PNG (images)}} from every event file."""
-    found = {}
-    for path in sorted(glob.glob(os.path.join(logdir, "events.out.tfevents.*"))):
-        for event in tf.compat.v1.train.summary_iterator(path):
-            for value in event.summary.value:
-                tensor = tf.make_ndarray(value.tensor)
-                if value.metadata.plugin_data.plugin_name == "scalars":
-                    found.setdefault(value.tag, {})[event.step] = float(tensor)
-                else:  # [width, height, PNG bytes...]
-                    assert tensor[:2].tolist() == [str(SIZE).encode()] * 2, value.tag
-                    found.setdefault(value.tag, {})[event.step] = tf.io.decode_png(
-                        tensor[2]).numpy()
-    return found
+def decoded_png(tensor, tag):
+    """An image summary's [width, height, PNG bytes] as the decoded image."""
+    assert tensor[:2].tolist() == [str(SIZE).encode()] * 2, tag
+    return tf.io.decode_png(tensor[2]).numpy()
 
 
 def class_ids(colour_image):
@@ -102,7 +92,7 @@ def run(tmp_path_factory):
     trainer = loop.Trainer(config, workdir, dataset_fn=dataset_fn)
     known_answer.set_nearest_colour_weights(trainer.model, known_answer.distinct_colours(21))
     trainer.run()
-    return data, read_events(os.path.join(workdir, "train"))
+    return data, event_files.read(os.path.join(workdir, "train"), image=decoded_png)
 
 
 def test_image_summaries_are_the_input_and_the_coloured_class_maps(run):
