@@ -72,6 +72,13 @@ class TrainConfig:
     freeze_batch_norm: bool = False
     freeze_gamma_beta: bool = False
     upsample_logits: bool = True  # False: downsample the labels instead (Table 8)
+    # The authors' loss options (train_utils.add_softmax_cross_entropy_loss_for_each_scale;
+    # the paper uses neither): `class_loss_weights` weighs each class's pixels (empty: all
+    # 1); `top_k_percent_pixels` < 1 keeps only the hardest pixels of each replica's batch,
+    # ramping from all of them to that share over `hard_example_mining_step` steps.
+    class_loss_weights: tuple = ()
+    top_k_percent_pixels: float = 1.0
+    hard_example_mining_step: int = 0
     # Initialisation: a TF-slim resnet_v1 checkpoint (paper 4.1: ImageNet-pretrained), a
     # .weights.h5, or a work dir whose latest checkpoint starts this run (stage 2 from
     # stage 1); "none" trains from scratch. Left empty, training refuses to start.

@@ -7,6 +7,8 @@
 * Weight decay is TF-slim's L2 regularizer, 0.5 * wd * sum(w^2), on every convolution
   kernel (backbone, ASPP, logits) and on nothing else: not on batch-norm gamma/beta, not on
   the logits bias. The model carries no regularizers; the loop adds this term.
+* Options of the authors' code the paper does not use (off by default): per-class loss
+  weights and hard pixel mining (top_k_percent_pixels, hard_example_mining_step).
 """
 import keras
 import tensorflow as tf
@@ -44,16 +46,68 @@ def logits_and_labels(logits, labels, upsample_logits=True):
     return logits, downsample_labels(labels, spatial_size(logits))
 
 
-def cross_entropy_sum(logits, labels, ignore_label=255):
+def cross_entropy_sum(logits, labels, ignore_label=255, class_weights=None,
+                      top_k_pixels=None):
     """Sum of per-pixel softmax cross-entropy over non-ignored pixels, and their count.
 
     Returned separately so that a replicated step can divide by the count of the whole
     global batch (an exact mean over all valid pixels of all replicas).
+
+    `class_weights` ([num_classes]) weighs each pixel's loss by its label's weight, the
+    count staying the number of pixels (the authors' `loss_weight` list). `top_k_pixels`
+    keeps only that many of the largest pixel losses (the authors' top_k_percent_pixels
+    hard pixel mining), and the count is then min(k, valid pixels): the authors count the
+    non-zero losses among the k, the same unless a kept pixel's loss is exactly 0.
     """
     per_pixel = keras.losses.sparse_categorical_crossentropy(
         labels, logits, from_logits=True, ignore_class=ignore_label)
-    valid = tf.cast(tf.not_equal(labels, ignore_label), per_pixel.dtype)
-    return tf.reduce_sum(per_pixel * valid), tf.reduce_sum(valid)
+    valid = tf.not_equal(labels, ignore_label)
+    per_pixel = per_pixel * tf.cast(valid, per_pixel.dtype)
+    if class_weights is not None:
+        label_weights = tf.gather(tf.cast(class_weights, per_pixel.dtype),
+                                  tf.where(valid, tf.cast(labels, tf.int32), 0))
+        per_pixel = per_pixel * label_weights
+    count = tf.reduce_sum(tf.cast(valid, per_pixel.dtype))
+    if top_k_pixels is None:
+        return tf.reduce_sum(per_pixel), count
+    return hardest_sum(per_pixel, top_k_pixels), tf.minimum(
+        tf.cast(top_k_pixels, count.dtype), count)
+
+
+def hardest_sum(pixel_losses, k):
+    """Sum of the k largest entries of `pixel_losses`; k may change from step to step
+    (a sort and a mask rather than top_k, whose k XLA needs at compile time)."""
+    ranked = tf.sort(tf.reshape(pixel_losses, [-1]), direction="DESCENDING")
+    keep = tf.range(tf.size(ranked)) < tf.cast(k, tf.int32)
+    return tf.reduce_sum(tf.where(keep, ranked, tf.zeros_like(ranked)))
+
+
+def mined_pixels(num_pixels, step, top_k_percent_pixels, hard_example_mining_step):
+    """How many of `num_pixels` (ignored ones included) the loss keeps at `step`: all of
+    them with top_k_percent_pixels=1, else the share falls linearly from 1 to
+    top_k_percent_pixels over `hard_example_mining_step` steps (0: at once), as
+    the authors' train_utils computes it."""
+    if hard_example_mining_step:
+        ratio = tf.minimum(1.0, tf.cast(step, tf.float32) / hard_example_mining_step)
+    else:
+        ratio = tf.constant(1.0)
+    share = ratio * top_k_percent_pixels + (1.0 - ratio)
+    return tf.cast(share * tf.cast(num_pixels, tf.float32), tf.int32)
+
+
+def class_weights(config):
+    """train.class_loss_weights as a float32 tensor, or None when empty (all weights 1).
+
+    Raises ValueError unless it holds one non-negative weight per class.
+    """
+    weights = tuple(config.train.class_loss_weights or ())
+    if not weights:
+        return None
+    if len(weights) != config.model.num_classes or min(weights) < 0:
+        raise ValueError(
+            f"train.class_loss_weights must hold {config.model.num_classes} non-negative "
+            f"weights, one per class (model.num_classes), got {weights!r}")
+    return tf.constant(weights, tf.float32)
 
 
 def cross_entropy(logits, labels, ignore_label=255, upsample_logits=True):

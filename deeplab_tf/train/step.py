@@ -52,17 +52,26 @@ class TrainStep:
         self.trainable = model.trainable_variables
         self.kernels = loss_lib.conv_kernels(model)
         self.loss_scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+        self.class_weights = loss_lib.class_weights(config)
+        if not 0.0 < config.train.top_k_percent_pixels <= 1.0:
+            raise ValueError(f"train.top_k_percent_pixels must be in (0, 1], got "
+                             f"{config.train.top_k_percent_pixels!r}")
         self._forward_backward = (tf.function(self.forward_backward, jit_compile=True)
                                   if config.train.xla else self.forward_backward)
 
-    def forward_backward(self, images, labels, global_valid_pixels):
+    def mining(self):
+        return self.config.train.top_k_percent_pixels < 1.0
+
+    def forward_backward(self, images, labels, global_valid_pixels, top_k_pixels):
         """Gradients and metrics of one replica's batch (XLA-compiled if train.xla)."""
         train, num_classes = self.config.train, self.config.model.num_classes
         replicas = tf.distribute.get_replica_context().num_replicas_in_sync
         with tf.GradientTape() as tape:
             logits = self.model(images, training=True)
             logits, labels = loss_lib.logits_and_labels(logits, labels, train.upsample_logits)
-            ce_sum, _ = loss_lib.cross_entropy_sum(logits, labels, self.config.data.ignore_label)
+            ce_sum, _ = loss_lib.cross_entropy_sum(
+                logits, labels, self.config.data.ignore_label, self.class_weights,
+                top_k_pixels if self.mining() else None)
             cross_entropy = ce_sum / tf.maximum(tf.cast(global_valid_pixels, ce_sum.dtype), 1.0)
             weight_decay = loss_lib.weight_decay(self.kernels, train.weight_decay)
             total = cross_entropy + tf.cast(weight_decay, cross_entropy.dtype) / replicas
@@ -87,10 +96,17 @@ class TrainStep:
             # Static logits size from the static crop: the labels are subsampled first.
             logits_shape = self.model.compute_output_shape(tuple(images.shape))
             labels = loss_lib.downsample_labels(labels, logits_shape[1:3])
-        valid = tf.reduce_sum(tf.cast(labels != self.config.data.ignore_label, tf.float32))
-        global_valid = context.all_reduce(tf.distribute.ReduceOp.SUM, valid)
+        train = self.config.train
         learning_step = self.step.read_value()
-        gradients, metrics = self._forward_backward(images, labels, global_valid)
+        valid = tf.reduce_sum(tf.cast(labels != self.config.data.ignore_label, tf.float32))
+        # Hard pixel mining keeps k of this replica's pixels (the authors mine per clone).
+        top_k = loss_lib.mined_pixels(tf.size(labels), learning_step,
+                                      train.top_k_percent_pixels,
+                                      train.hard_example_mining_step)
+        if self.mining():
+            valid = tf.minimum(valid, tf.cast(top_k, tf.float32))
+        global_valid = context.all_reduce(tf.distribute.ReduceOp.SUM, valid)
+        gradients, metrics = self._forward_backward(images, labels, global_valid, top_k)
         if self.loss_scaled and context.num_replicas_in_sync > 1:
             gradients = share_non_finite(gradients)
         self.optimizer.apply(gradients, self.trainable)
