@@ -3,8 +3,8 @@
     python tests/train_scripts.py MODE DATA_DIR ROOT
 
 Modes (each prints one line `RESULT <json>`):
-  sync_equal       one device, then MirroredStrategy on two logical CPUs: smoke model in
-                   float64, global batch 4, 3 steps, in ROOT/one and ROOT/mirrored
+  sync_equal       one device, then MirroredStrategy on two logical CPUs: the mini DeepLab
+                   in float64, global batch 4, 3 steps, in ROOT/one and ROOT/mirrored
   multi_worker     one MultiWorkerMirrored worker (TF_CONFIG) of the same run, ROOT/multi
   multi_worker_resume STEPS, parameter_server_train STEPS
                    a MultiWorkerMirrored worker / a parameter-server chief training the
@@ -40,6 +40,27 @@ def tiny_model(model_config):
     logits = keras.layers.Conv2D(model_config.num_classes, 1, name="logits",
                                  dtype="float32")(x)
     return keras.Model(inputs, logits)
+
+
+def mini_deeplab(model_config):
+    """DeepLabv3's kinds of layer, built by the library, at a fraction of the R-50's
+    tracing time: a stride-2 conv + batch norm stem, an atrous conv + batch norm unit, and
+    the ASPP head (1x1, two atrous branches, image pooling with its own batch norm over
+    the batch of pooled vectors, projection), then the logits."""
+    import keras
+    from deeplab_tf.modeling import aspp, layers
+    bn = dict(batch_norm_decay=model_config.batch_norm_decay,
+              batch_norm_epsilon=model_config.batch_norm_epsilon)
+    image = keras.Input((None, None, 3))
+    x = layers.conv_bn_relu(image, 8, 3, "stem", stride=2, **bn)
+    x = layers.conv_bn_relu(x, 16, 3, "atrous", atrous_rate=2, **bn)
+    x = aspp.aspp(x, (1, 2), image_pooling=True, bn=bn,
+                  dropout_rate=model_config.aspp_dropout_rate)
+    logits_dtype = ("float64" if keras.config.dtype_policy().compute_dtype == "float64"
+                    else "float32")
+    logits = keras.layers.Conv2D(model_config.num_classes, 1, name="logits",
+                                 dtype=logits_dtype)(x)
+    return keras.Model(image, logits)
 
 
 def global_batch_dataset_fn(config):
@@ -87,7 +108,7 @@ def sync_equal():
     config = smoke(*EQUAL)
     for name, strategy in (("one", tf.distribute.get_strategy()), ("mirrored", mirrored)):
         trainer = loop.Trainer(config, os.path.join(ROOT, name), strategy,
-                               global_batch_dataset_fn(config))
+                               global_batch_dataset_fn(config), model_fn=mini_deeplab)
         trainer.run()
     return dict(replicas_differ=replicas_differ(trainer))
 
@@ -97,7 +118,7 @@ def multi_worker():
     config = smoke(*EQUAL)
     trainer = loop.Trainer(config, os.path.join(ROOT, "multi"),
                            strategy_lib.make_strategy("multi_worker"),
-                           global_batch_dataset_fn(config))
+                           global_batch_dataset_fn(config), model_fn=mini_deeplab)
     trainer.run()
     return dict(step=int(trainer.step.numpy()))
 
@@ -151,8 +172,8 @@ def inf_on_one_replica(strategy):
     clean = trainer.train_step._forward_backward
     poison = tf.Variable(float("inf"), trainable=False)  # a step-1 inf, off afterwards
 
-    def forward_backward(images, labels, valid):
-        gradients, metrics = clean(images, labels, valid)
+    def forward_backward(images, labels, valid, *mining):
+        gradients, metrics = clean(images, labels, valid, *mining)
         on_replica_1 = tf.equal(tf.distribute.get_replica_context().replica_id_in_sync_group, 1)
         extra = tf.where(on_replica_1, poison, 0.0)
         return [gradients[0] + tf.cast(extra, gradients[0].dtype), *gradients[1:]], metrics

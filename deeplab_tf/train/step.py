@@ -62,7 +62,7 @@ class TrainStep:
     def mining(self):
         return self.config.train.top_k_percent_pixels < 1.0
 
-    def forward_backward(self, images, labels, global_valid_pixels, top_k_pixels):
+    def forward_backward(self, images, labels, global_valid_pixels, top_k_pixels=None):
         """Gradients and metrics of one replica's batch (XLA-compiled if train.xla)."""
         train, num_classes = self.config.train, self.config.model.num_classes
         replicas = tf.distribute.get_replica_context().num_replicas_in_sync
