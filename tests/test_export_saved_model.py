@@ -1,6 +1,6 @@
-"""SavedModel export: reloaded in a fresh process that cannot import deeplab_tf, both
-signatures give the Keras model's labels, and bad inputs get a per-image status or a clear
-error without breaking the next request.
+"""SavedModel export by `tools.export` from a work dir's checkpoint: reloaded in a fresh
+process that cannot import deeplab_tf, both signatures give the Keras model's labels, and
+bad inputs get a per-image status or a clear error without breaking the next request.
 
 The model has a known answer (tests/known_answer.py: each class is the nearest of five
 colours), so the labels compared are not one constant class: a mosaic of the five colours
@@ -54,17 +54,34 @@ def scene(height, width, seed):
     return image.astype(np.uint8)
 
 
+CROP_SIZE = (49, 49)  # eval.crop_size: smaller images are padded to it, larger ones not
+
+
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    config = config_lib.ExperimentConfig()
+    """(Keras model, export dir, deeplab_export.json): `tools.export` on a work dir whose
+    checkpoint holds the known-answer model, scales and flip taken from its config."""
+    config = config_lib.ExperimentConfig(name="test")
     config.model.depth = 50
-    config.model.num_classes = NUM_CLASSES
+    config.model.num_classes = config.data.num_classes = NUM_CLASSES
+    config.eval.output_stride = 16
+    config.eval.scales, config.eval.flip = SCALES, True
+    config.eval.crop_size = CROP_SIZE
     model = known_answer.set_nearest_colour_weights(config_lib.build_model(config.model),
                                                     COLOURS)
-    export_dir = str(tmp_path_factory.mktemp("export") / "model")
-    metadata = saved_model.export_saved_model(model, export_dir, scales=SCALES, flip=True,
-                                              probabilities=True, max_pixels=MAX_PIXELS)
-    return model, export_dir, metadata
+    work = tmp_path_factory.mktemp("export")
+    (work / "config.json").write_text(config_lib.to_json(config))
+    tf.train.CheckpointManager(tf.train.Checkpoint(model=model), str(work / "checkpoints"),
+                               1).save()
+    export_dir = str(work / "model")
+    process = subprocess.run([sys.executable, "-m", "tools.export", f"--workdir={work}",
+                              f"--export_dir={export_dir}", "--probabilities",
+                              f"--max_pixels={MAX_PIXELS}"],
+                             capture_output=True, text=True, timeout=600)
+    assert process.returncode == 0, process.stderr[-3000:]
+    assert f"SavedModel of {work}/checkpoints/ckpt-1 in {export_dir}" in process.stdout
+    with open(os.path.join(export_dir, "deeplab_export.json")) as f:
+        return model, export_dir, json.load(f)
 
 
 # Runs in a fresh interpreter where importing deeplab_tf is made impossible.
@@ -111,7 +128,9 @@ def keras_labels(predict, image):
 def test_fresh_process_serves_the_keras_labels(exported, tmp_path):
     model, export_dir, metadata = exported
     assert metadata["output_stride"] == 16 and metadata["scales"] == list(SCALES)
-    assert json.load(open(os.path.join(export_dir, "deeplab_export.json")))["flip"] is True
+    assert metadata["flip"] is True and metadata["probabilities"] is True
+    assert metadata["num_classes"] == NUM_CLASSES
+    assert metadata["crop_size"] == list(CROP_SIZE)  # the size every image is padded to
 
     images = [scene(h, w, seed) for seed, (h, w) in enumerate(SIZES)] + [MOSAIC]
     gray = scene(21, 26, 7)[..., 0]
@@ -137,7 +156,8 @@ def test_fresh_process_serves_the_keras_labels(exported, tmp_path):
     assert process.returncode == 0, process.stderr[-3000:]
     assert json.loads(process.stdout.strip().splitlines()[-1]) == []
     served = dict(np.load(outputs))
-    predict = inference.make_predict_fn(model, SCALES, flip=True)  # the Keras model in TF
+    # The Keras model in TF, padding as the export does.
+    predict = inference.make_predict_fn(model, SCALES, flip=True, crop_size=CROP_SIZE)
 
     ok, invalid, too_large = serving.STATUS_OK, serving.STATUS_INVALID, serving.STATUS_TOO_LARGE
     np.testing.assert_array_equal(served["bytes_status"],
