@@ -1,6 +1,7 @@
 """The training loop on one device: loss, weight decay, schedule, gradients, frozen batch
 norm, TensorBoard events, checkpoints (paper 4.1; tools/train.py)."""
 import os
+import shutil
 import subprocess
 import sys
 
@@ -98,10 +99,17 @@ def test_frozen_batch_norm_keeps_statistics_and_gamma(data_dir, tmp_path):
     assert np.any(kernel != trainer.model.get_layer("block1_unit_1_conv1").kernel.numpy())
 
 
-def test_training_writes_summaries_checkpoints_and_config(data_dir, tmp_path):
-    workdir = str(tmp_path / "run")
+@pytest.fixture(scope="module")
+def smoke_run(data_dir, tmp_path_factory):
+    """(work dir, config, last metrics) of the smoke run: 4 steps, checkpoints at 2 and 4.
+    Read by several tests, never written to: a test that changes a work dir copies it."""
+    workdir = str(tmp_path_factory.mktemp("smoke_run") / "run")
     config = smoke(data_dir)
-    metrics = loop.train(config, workdir)
+    return workdir, config, loop.train(config, workdir)
+
+
+def test_training_writes_summaries_checkpoints_and_config(smoke_run):
+    workdir, config, metrics = smoke_run
     assert np.isfinite(metrics["loss"])
     found = event_files.read(os.path.join(workdir, "train"))
     for tag in ("loss", "cross_entropy", "weight_decay", "learning_rate", "pixel_accuracy",
@@ -132,24 +140,24 @@ def test_training_writes_summaries_checkpoints_and_config(data_dir, tmp_path):
     assert saved == config
 
 
-def test_a_half_written_checkpoint_is_never_the_latest(data_dir, tmp_path):
+def test_a_half_written_checkpoint_is_never_the_latest(data_dir, smoke_run, tmp_path):
     workdir = str(tmp_path / "run")
-    loop.train(smoke(data_dir, "train.steps=2"), workdir)
+    shutil.copytree(smoke_run[0], workdir)
     directory = checkpointing.checkpoint_dir(workdir)
     # What a save killed mid-way leaves: temp shards and a data file without the index.
-    os.makedirs(os.path.join(directory, "ckpt-3_temp"))
-    open(os.path.join(directory, "ckpt-3_temp", "part-00000-of-00001.data-00000-of-00001"),
+    os.makedirs(os.path.join(directory, "ckpt-5_temp"))
+    open(os.path.join(directory, "ckpt-5_temp", "part-00000-of-00001.data-00000-of-00001"),
          "wb").write(b"partial")
-    open(os.path.join(directory, "ckpt-3.data-00000-of-00001"), "wb").write(b"partial")
-    assert checkpointing.latest_checkpoint(workdir).endswith("ckpt-2")
-    trainer = loop.Trainer(smoke(data_dir, "train.steps=3"), workdir)
-    assert trainer.restore() == 2
+    open(os.path.join(directory, "ckpt-5.data-00000-of-00001"), "wb").write(b"partial")
+    assert checkpointing.latest_checkpoint(workdir).endswith("ckpt-4")
+    trainer = loop.Trainer(smoke(data_dir, "train.steps=5"), workdir)
+    assert trainer.restore() == 4
 
 
 def test_stage_two_starts_from_stage_one_weights_at_another_output_stride(data_dir,
+                                                                            smoke_run,
                                                                             tmp_path):
-    stage1 = str(tmp_path / "stage1")
-    loop.train(smoke(data_dir, "train.steps=1"), stage1)
+    stage1 = smoke_run[0]
     trainer = loop.Trainer(smoke(data_dir, "model.output_stride=8",
                                  "train.freeze_batch_norm=True",
                                  f"train.init_checkpoint={stage1}"), str(tmp_path / "stage2"))
