@@ -14,6 +14,7 @@ from deeplab_tf import visualization
 from deeplab_tf.evaluation import inference
 
 import known_answer
+from test_predict_exif import with_orientation
 
 
 def test_voc_palette_matches_the_devkit_colours():
@@ -71,9 +72,11 @@ def write_workdir(workdir, model, config):
     return manager.save()
 
 
-def test_predict_tool_writes_masks_and_skips_bad_files(tmp_path):
+def test_predict_tool_writes_masks_turns_phone_photos_and_lists_what_it_skips(tmp_path):
     """On a model with a known answer (tests/known_answer.py: class k is the nearest of 21
-    colours), a mosaic of the 21 colours must come back as the 21 VOC classes."""
+    colours), a mosaic of the 21 colours must come back as the 21 VOC classes; a JPEG with
+    EXIF orientation 6 is predicted upright; files of other kinds in the folder are listed
+    as ignored, undecodable and missing ones as skipped."""
     config = config_lib.ExperimentConfig(name="test")
     config.model.depth = 50
     config.eval.output_stride = 16
@@ -97,6 +100,14 @@ def test_predict_tool_writes_masks_and_skips_bad_files(tmp_path):
     single = tmp_path / "single.jpg"
     Image.fromarray(photo[:17, :11]).save(single, quality=95)
     missing = tmp_path / "missing.png"
+    rows, cols = np.mgrid[:18, :29]
+    stored = np.stack([rows * 14, cols * 8, (rows + cols) * 5], -1).astype(np.uint8)
+    # Orientation 6: the camera was turned; viewers show the stored pixels turned 90
+    # degrees clockwise, 29 high and 18 wide.
+    (inputs / "phone.jpg").write_bytes(with_orientation(stored, 6))
+    Image.fromarray(stored).save(inputs / "clip.webp")
+    (inputs / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(30))
+    (inputs / "more").mkdir()
 
     output = tmp_path / "out"
     process = subprocess.run(
@@ -104,9 +115,13 @@ def test_predict_tool_writes_masks_and_skips_bad_files(tmp_path):
          f"--input={inputs},{single},{missing}", f"--output={output}"],
         capture_output=True, text=True, timeout=300)
     assert process.returncode == 1, process.stderr[-3000:]  # some files were skipped
-    assert "broken.jpg: skipped" in process.stderr
-    assert "missing.png: skipped" in process.stderr
-    assert "[2/6]" in process.stdout and "done: 4 predicted, 2 skipped" in process.stdout
+    errors = process.stderr.splitlines()
+    assert f"ignored {inputs / 'clip.webp'}: not a .jpg/.jpeg/.png file" in errors
+    assert f"ignored {inputs / 'notes.txt'}: not a .jpg/.jpeg/.png file" in errors
+    assert f"ignored {inputs / 'more'}: a directory (directories are not searched)" in errors
+    for name in (inputs / "broken.jpg", inputs / "broken.png", missing):
+        assert any(f"] {name}: skipped: " in line for line in errors), name
+    assert "[3/8]" in process.stdout and "done: 5 predicted, 3 skipped" in process.stdout
 
     predict = inference.make_predict_fn(model, crop_size=(33, 33))
     for name, image in (("photo", photo), ("gray", np.dstack([photo[:9, :13, 0]] * 3)),
@@ -118,8 +133,17 @@ def test_predict_tool_writes_masks_and_skips_bad_files(tmp_path):
         colours = np.array(Image.open(output / "colors" / f"{name}.png"))
         np.testing.assert_array_equal(colours, visualization.voc_palette()[expected])
         assert np.array(Image.open(output / "overlays" / f"{name}.png")).shape == image.shape
-    assert sorted(os.listdir(output / "labels")) == ["gray.png", "mosaic.png", "photo.png",
-                                                      "single.png"]
+    assert sorted(os.listdir(output / "labels")) == ["gray.png", "mosaic.png", "phone.png",
+                                                      "photo.png", "single.png"]
+
+    labels = np.array(Image.open(output / "labels" / "phone.png"))
+    assert labels.shape == (29, 18)
+    decoded = tf.io.decode_jpeg((inputs / "phone.jpg").read_bytes()).numpy()
+    upright = np.rot90(decoded, k=-1)  # 90 degrees clockwise, written independently
+    expected = predict(tf.constant(upright[None].copy(), tf.float32))[0].numpy()[0]
+    assert len(np.unique(expected)) > 1  # a turn the wrong way would not match
+    np.testing.assert_array_equal(labels, expected)
+    assert np.array(Image.open(output / "overlays" / "phone.png")).shape == (29, 18, 3)
     labels = np.array(Image.open(output / "labels" / "mosaic.png"))
     safe = known_answer.safe_mask(mosaic_classes)
     assert safe.sum() == 21 * 8 * 8
