@@ -22,8 +22,10 @@ Not the paper's recipe, and why (each measured here, seed 0, 150 steps, batch 8)
   initial values after a few hundred steps.
 What the short run does not learn: the rare classes (bicycle, chair, pottedplant), each
 in a fifth of the images, are still predicted as the common class of the nearest colour
-after 150 steps (bootstrapping them 3x, 300 steps at batch 4, or no weight decay did not
-change that). WORKSPACE_NOTES.md has the figures of this and the earlier settings.
+after 150 steps (bootstrapping them 3x, 300 steps at batch 4, no weight decay, the
+authors' per-class loss weights or hard pixel mining did not change that: the last two
+trade learned classes for rare ones). WORKSPACE_NOTES.md has the figures of this and the
+earlier settings.
 """
 from experiments import common
 

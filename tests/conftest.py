@@ -23,28 +23,6 @@ def pytest_sessionfinish(session, exitstatus):
         session.exitstatus = 1
 
 
-# Seconds per test file in a two-process run (`--durations=0`, 2-core CPU, 2026-11-27);
-# a file not listed counts as short. Only the order depends on these figures.
-FILE_SECONDS = {
-    "test_train_resume.py": 205, "test_cluster_ps.py": 177, "test_benchmark.py": 144,
-    "test_demo.py": 128, "test_export_saved_model.py": 115, "test_train.py": 108,
-    "test_modeling.py": 106, "test_backends.py": 98, "test_learnability.py": 81,
-    "test_train_replicas.py": 53, "test_experiments.py": 50, "test_eval_tools.py": 49,
-    "test_data_builders.py": 45, "test_mixed_precision.py": 44, "test_train_fidelity.py": 43,
-    "test_predict.py": 50, "test_eval_inference.py": 41, "test_train_roles.py": 38,
-    "test_serving.py": 36, "test_checkpoints.py": 34,
-    "test_export_tflite.py": 28, "test_train_summaries.py": 26, "test_console.py": 26,
-    "test_profile_trace.py": 23,
-}
-
-
-def pytest_collection_modifyitems(items):
-    """The longest files first: pytest-xdist hands out whole files (--dist loadfile, with
-    --no-loadscope-reorder so that it keeps this order instead of sorting by test count),
-    and a long file started last would run alone at the end."""
-    items.sort(key=lambda item: -FILE_SECONDS.get(item.path.name, 0))  # stable otherwise
-
-
 def pytest_terminal_summary(terminalreporter):
     if _NOT_RUN:
         terminalreporter.write_line(

@@ -10,7 +10,7 @@ import tensorflow as tf
 
 import deeplab_tf.data
 from deeplab_tf import config as config_lib
-from deeplab_tf import visualization
+from deeplab_tf import evaluation, visualization
 from deeplab_tf.data import synthetic
 from deeplab_tf.evaluation import evaluator, inference
 
@@ -71,5 +71,7 @@ def test_checkpoint_with_another_class_count_is_refused(workdir):
     process = run_tool(f"--workdir={work}", "--set=model.num_classes=19")
     assert process.returncode != 0
     assert "holds a model with 21 classes, but the config asks for 19" in process.stderr
-    process = run_tool(f"--workdir={work}", f"--checkpoint={work}/checkpoints/ckpt-99")
-    assert process.returncode != 0 and "ckpt-99 not found" in process.stderr
+    # tools.evaluate, export and predict resolve --checkpoint with this function.
+    with pytest.raises(FileNotFoundError, match=r"ckpt-99 not found \(.*ckpt-99\.index\)"):
+        evaluation.resolve_checkpoint(work, f"{work}/checkpoints/ckpt-99")
+    assert evaluation.resolve_checkpoint(work, f"{work}/checkpoints").endswith("ckpt-7")
