@@ -1,4 +1,13 @@
 """Shared pytest fixtures; each helper keeps its own clearly named section."""
+import os as _os
+
+# ---------------------------------------------------------------------------------------
+# Threads: two pytest-xdist processes share two cores with the TensorFlow processes their
+# tests start, so each TensorFlow gets one intra-op thread instead of one per core (set
+# before any test imports TensorFlow; the subprocesses inherit it; a value already in the
+# environment wins). Three smoke trainings at once on 2 cores: 97.8 s -> 86.0 s.
+# ---------------------------------------------------------------------------------------
+_os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
 
 # ---------------------------------------------------------------------------------------
 # Run-wide guard: a skipped (or xfailed) test fails the run. The test extras (jax,
