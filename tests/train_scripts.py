@@ -56,10 +56,8 @@ def mini_deeplab(model_config):
     x = layers.conv_bn_relu(x, 16, 3, "atrous", atrous_rate=2, **bn)
     x = aspp.aspp(x, (1, 2), image_pooling=True, bn=bn,
                   dropout_rate=model_config.aspp_dropout_rate)
-    logits_dtype = ("float64" if keras.config.dtype_policy().compute_dtype == "float64"
-                    else "float32")
     logits = keras.layers.Conv2D(model_config.num_classes, 1, name="logits",
-                                 dtype=logits_dtype)(x)
+                                 dtype=layers.logits_dtype())(x)
     return keras.Model(image, logits)
 
 

@@ -32,12 +32,8 @@ class DeepLabV3(keras.Model):
                 resnet.plan_blocks(depth, output_stride, multi_grid, extra_blocks))
             rates = aspp_lib.scaled_rates(aspp_rates or aspp_lib.ASPP_RATES_AT_OS16, stride)
             features = aspp_lib.aspp(features, rates, image_pooling, bn, aspp_dropout_rate)
-        # Logits in float32 under any mixed-precision policy: the loss and softmax need it
-        # (float64 under a float64 policy: one dtype for every weight).
-        logits_dtype = ("float64" if keras.config.dtype_policy().compute_dtype == "float64"
-                        else "float32")
         logits = keras.layers.Conv2D(
-            num_classes, 1, name="logits", dtype=logits_dtype,
+            num_classes, 1, name="logits", dtype=layers.logits_dtype(),
             kernel_initializer=keras.initializers.get(layers.LOGITS_INITIALIZER))(features)
         kwargs.setdefault("name", f"deeplabv3_resnet{depth}")
         super().__init__(inputs=image, outputs=logits, **kwargs)

@@ -116,6 +116,12 @@ def freeze_batch_norm(model, gamma_beta=False):
     return frozen
 
 
+def logits_dtype():
+    """The logits layer's dtype: float32 under any mixed-precision policy (the loss and
+    softmax need it), float64 under a float64 policy (one dtype for every weight)."""
+    return "float64" if keras.config.dtype_policy().compute_dtype == "float64" else "float32"
+
+
 def batch_norm(x, name, decay=BATCH_NORM_DECAY, epsilon=BATCH_NORM_EPSILON):
     return BatchNormalization(momentum=decay, epsilon=epsilon, name=name)(x)
 

@@ -56,11 +56,9 @@ class TrainStep:
         if not 0.0 < config.train.top_k_percent_pixels <= 1.0:
             raise ValueError(f"train.top_k_percent_pixels must be in (0, 1], got "
                              f"{config.train.top_k_percent_pixels!r}")
+        self.mining = config.train.top_k_percent_pixels < 1.0
         self._forward_backward = (tf.function(self.forward_backward, jit_compile=True)
                                   if config.train.xla else self.forward_backward)
-
-    def mining(self):
-        return self.config.train.top_k_percent_pixels < 1.0
 
     def forward_backward(self, images, labels, global_valid_pixels, top_k_pixels=None):
         """Gradients and metrics of one replica's batch (XLA-compiled if train.xla)."""
@@ -71,7 +69,7 @@ class TrainStep:
             logits, labels = loss_lib.logits_and_labels(logits, labels, train.upsample_logits)
             ce_sum, _ = loss_lib.cross_entropy_sum(
                 logits, labels, self.config.data.ignore_label, self.class_weights,
-                top_k_pixels if self.mining() else None)
+                top_k_pixels)
             cross_entropy = ce_sum / tf.maximum(tf.cast(global_valid_pixels, ce_sum.dtype), 1.0)
             weight_decay = loss_lib.weight_decay(self.kernels, train.weight_decay)
             total = cross_entropy + tf.cast(weight_decay, cross_entropy.dtype) / replicas
@@ -99,11 +97,11 @@ class TrainStep:
         train = self.config.train
         learning_step = self.step.read_value()
         valid = tf.reduce_sum(tf.cast(labels != self.config.data.ignore_label, tf.float32))
-        # Hard pixel mining keeps k of this replica's pixels (the authors mine per clone).
-        top_k = loss_lib.mined_pixels(tf.size(labels), learning_step,
-                                      train.top_k_percent_pixels,
-                                      train.hard_example_mining_step)
-        if self.mining():
+        top_k = None
+        if self.mining:  # k of this replica's pixels (the authors mine per clone)
+            top_k = loss_lib.mined_pixels(tf.size(labels), learning_step,
+                                          train.top_k_percent_pixels,
+                                          train.hard_example_mining_step)
             valid = tf.minimum(valid, tf.cast(top_k, tf.float32))
         global_valid = context.all_reduce(tf.distribute.ReduceOp.SUM, valid)
         gradients, metrics = self._forward_backward(images, labels, global_valid, top_k)
