@@ -13,6 +13,11 @@ import typing
 
 @dataclasses.dataclass
 class ModelConfig:
+    # The network: "deeplabv3" (the paper's: modeling.deeplabv3 with the fields below), or
+    # "package.module:function" for a Keras model of one's own, called as
+    # function(model_config, output_stride) and then trained, evaluated, exported and
+    # served by the same tools (the tests train a small one this way).
+    builder: str = "deeplabv3"
     num_classes: int = 21
     depth: int = 101
     output_stride: typing.Optional[int] = 16
@@ -242,12 +247,43 @@ def model_kwargs(model_config, output_stride="train"):
     `output_stride` replaces the configured one (evaluation at OS 8 of an OS 16 model).
     """
     kwargs = dataclasses.asdict(model_config)
+    del kwargs["builder"]
     if output_stride != "train":
         kwargs["output_stride"] = output_stride
     return kwargs
 
 
+DEEPLABV3 = "deeplabv3"
+
+
+def model_builder(name):
+    """The function `model.builder` names (None for the paper's DeepLabv3).
+
+    Raises ValueError naming the value when it is not "deeplabv3" or an importable
+    "package.module:function".
+    """
+    if name == DEEPLABV3:
+        return None
+    module_name, _, function = str(name).partition(":")
+    if not module_name or not function:
+        raise ValueError(f"model.builder must be {DEEPLABV3!r} or 'package.module:function', "
+                         f"got {name!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        raise ValueError(f"model.builder {name!r}: cannot import {module_name} "
+                         f"({error})") from None
+    if not callable(getattr(module, function, None)):
+        raise ValueError(f"model.builder {name!r}: {module_name} has no function {function!r}")
+    return getattr(module, function)
+
+
 def build_model(model_config, output_stride="train"):
+    """The Keras model of `model_config`, at its training output stride or `output_stride`."""
+    builder = model_builder(model_config.builder)
+    if builder is not None:
+        stride = model_config.output_stride if output_stride == "train" else output_stride
+        return builder(model_config, stride)
     from deeplab_tf import modeling  # keeps `deeplab_tf.config` importable without Keras
     return modeling.deeplabv3(**model_kwargs(model_config, output_stride))
 

@@ -10,6 +10,16 @@ import os as _os
 _os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
 
 # ---------------------------------------------------------------------------------------
+# The repository on sys.path however pytest is started, so that `model.builder` strings
+# such as "tests.small_models:tiny" import in this process as they do in the tools.
+# ---------------------------------------------------------------------------------------
+import sys as _sys
+
+_REPO = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
+if _REPO not in _sys.path:
+    _sys.path.insert(0, _REPO)
+
+# ---------------------------------------------------------------------------------------
 # Run-wide guard: a skipped (or xfailed) test fails the run. The test extras (jax,
 # pycocotools, cityscapesscripts) are imported plainly, so a broken install is an error;
 # this catches any skip added later, so a green run always means every test ran and passed.

@@ -4,6 +4,7 @@ import pytest
 import tensorflow as tf
 import keras
 
+from deeplab_tf import config as config_lib
 from deeplab_tf import modeling
 from deeplab_tf.modeling import resnet
 
@@ -297,6 +298,19 @@ def test_initialisers_follow_slim_defaults_in_the_authors_scopes():
         stddev = np.sqrt(1.3 * 2.0 / np.prod(kernel.shape[:3]))
         assert np.abs(kernel).max() <= 2 * stddev, name
         assert kernel.std() == pytest.approx(stddev * truncated_std, rel=0.03), name
+
+
+def test_model_builder_names_a_function_or_is_refused_with_its_value():
+    model = config_lib.build_model(config_lib.ModelConfig(builder="tests.small_models:tiny",
+                                                          num_classes=5))
+    assert [layer.name for layer in model.layers if layer.weights] == ["conv", "conv_bn",
+                                                                       "logits"]
+    assert model.output_shape == (None, None, None, 5)
+    for builder, message in (("tiny", r"'deeplabv3' or 'package.module:function', got 'tiny'"),
+                             ("tests.absent:tiny", r"'tests.absent:tiny': cannot import"),
+                             ("tests.small_models:absent", r"has no function 'absent'")):
+        with pytest.raises(ValueError, match=message):
+            config_lib.build_model(config_lib.ModelConfig(builder=builder))
 
 
 def test_frozen_statistics_batch_norm_trains_gamma_and_beta_only():

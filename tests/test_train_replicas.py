@@ -2,7 +2,7 @@
 the global batch; issue 11).
 
 One device, MirroredStrategy on two logical CPUs and MultiWorkerMirroredStrategy with two
-worker processes on 127.0.0.1 train a mini DeepLab (tests/train_scripts.py `mini_deeplab`:
+worker processes on 127.0.0.1 train a mini DeepLab (tests/small_models.py `mini_deeplab`:
 the library's conv + batch norm, atrous and ASPP layers with image pooling, on a two-layer
 backbone instead of the R-50, whose five traces took most of four minutes) for 3 steps on
 the same global batches with the same seed, through the trainer and its smoke config

@@ -21,44 +21,16 @@ import sys
 
 import numpy as np
 
+# The models of tests/small_models.py (train_scripts.py runs with the repository on
+# PYTHONPATH, as tools do).
+TINY, MINI_DEEPLAB = "tests.small_models:tiny", "tests.small_models:mini_deeplab"
+
 MODE, DATA_DIR, ROOT = sys.argv[1:4]
 
 
 def smoke(*overrides):
     from deeplab_tf import config as config_lib
     return config_lib.load_experiment("smoke", [f"data.data_dir={DATA_DIR}", *overrides])
-
-
-def tiny_model(model_config):
-    """conv 3x3 stride 2 + batch norm + ReLU + 1x1 logits: the loop's every path, fast."""
-    import keras
-    inputs = keras.Input((None, None, 3))
-    x = keras.layers.Rescaling(1 / 255.0)(inputs)
-    x = keras.layers.Conv2D(4, 3, strides=2, padding="same", name="conv")(x)
-    x = keras.layers.BatchNormalization(name="conv_bn")(x)
-    x = keras.layers.ReLU()(x)
-    logits = keras.layers.Conv2D(model_config.num_classes, 1, name="logits",
-                                 dtype="float32")(x)
-    return keras.Model(inputs, logits)
-
-
-def mini_deeplab(model_config):
-    """DeepLabv3's kinds of layer, built by the library, at a fraction of the R-50's
-    tracing time: a stride-2 conv + batch norm stem, an atrous conv + batch norm unit, and
-    the ASPP head (1x1, two atrous branches, image pooling with its own batch norm over
-    the batch of pooled vectors, projection), then the logits."""
-    import keras
-    from deeplab_tf.modeling import aspp, layers
-    bn = dict(batch_norm_decay=model_config.batch_norm_decay,
-              batch_norm_epsilon=model_config.batch_norm_epsilon)
-    image = keras.Input((None, None, 3))
-    x = layers.conv_bn_relu(image, 8, 3, "stem", stride=2, **bn)
-    x = layers.conv_bn_relu(x, 16, 3, "atrous", atrous_rate=2, **bn)
-    x = aspp.aspp(x, (1, 2), image_pooling=True, bn=bn,
-                  dropout_rate=model_config.aspp_dropout_rate)
-    logits = keras.layers.Conv2D(model_config.num_classes, 1, name="logits",
-                                 dtype=layers.logits_dtype())(x)
-    return keras.Model(image, logits)
 
 
 def global_batch_dataset_fn(config):
@@ -80,8 +52,8 @@ def global_batch_dataset_fn(config):
 
 # No ASPP dropout: its masks are drawn per replica, so N replicas equal one device only
 # for a deterministic forward pass.
-EQUAL = ("train.precision=float64", "train.batch_size=4", "train.steps=3",
-         "train.checkpoint_every=3", "model.aspp_dropout_rate=0.0")
+EQUAL = (f"model.builder={MINI_DEEPLAB}", "train.precision=float64", "train.batch_size=4",
+         "train.steps=3", "train.checkpoint_every=3", "model.aspp_dropout_rate=0.0")
 
 
 def two_logical_cpus():
@@ -106,7 +78,7 @@ def sync_equal():
     config = smoke(*EQUAL)
     for name, strategy in (("one", tf.distribute.get_strategy()), ("mirrored", mirrored)):
         trainer = loop.Trainer(config, os.path.join(ROOT, name), strategy,
-                               global_batch_dataset_fn(config), model_fn=mini_deeplab)
+                               global_batch_dataset_fn(config))
         trainer.run()
     return dict(replicas_differ=replicas_differ(trainer))
 
@@ -116,7 +88,7 @@ def multi_worker():
     config = smoke(*EQUAL)
     trainer = loop.Trainer(config, os.path.join(ROOT, "multi"),
                            strategy_lib.make_strategy("multi_worker"),
-                           global_batch_dataset_fn(config), model_fn=mini_deeplab)
+                           global_batch_dataset_fn(config))
     trainer.run()
     return dict(step=int(trainer.step.numpy()))
 
@@ -125,10 +97,10 @@ def train_tiny(strategy_name, checkpoint_every):
     from absl import logging
     from deeplab_tf.train import loop, strategy as strategy_lib
     logging.set_verbosity(logging.INFO)
-    config = smoke(f"train.steps={sys.argv[4]}", f"train.checkpoint_every={checkpoint_every}",
+    config = smoke(f"model.builder={TINY}", f"train.steps={sys.argv[4]}",
+                   f"train.checkpoint_every={checkpoint_every}",
                    "train.batch_size=4", "train.log_every=1")
-    trainer = loop.Trainer(config, ROOT, strategy_lib.make_strategy(strategy_name),
-                           model_fn=tiny_model)
+    trainer = loop.Trainer(config, ROOT, strategy_lib.make_strategy(strategy_name))
     metrics = trainer.run()
     return dict(step=int(trainer.step.numpy()),
                 steps_per_stream=metrics.get("steps_per_stream"))
@@ -141,10 +113,11 @@ def weights(trainer):
 def try_to_train(strategy, workdir, precision, xla, steps=2):
     """{"refused": message} or the loss, the largest weight change and finiteness."""
     from deeplab_tf.train import loop
-    config = smoke(f"train.precision={precision}", f"train.xla={xla}", "train.batch_size=4",
-                   f"train.steps={steps}", f"train.checkpoint_every={steps}")
+    config = smoke(f"model.builder={TINY}", f"train.precision={precision}", f"train.xla={xla}",
+                   "train.batch_size=4", f"train.steps={steps}",
+                   f"train.checkpoint_every={steps}")
     try:
-        trainer = loop.Trainer(config, workdir, strategy, model_fn=tiny_model)
+        trainer = loop.Trainer(config, workdir, strategy)
     except ValueError as error:
         return dict(refused=str(error))
     before = weights(trainer)
@@ -163,8 +136,9 @@ def inf_on_one_replica(strategy):
     """One mixed_float16 step whose replica 1 has an inf gradient, then a clean step."""
     import tensorflow as tf
     from deeplab_tf.train import loop
-    config = smoke("train.precision=mixed_float16", "train.batch_size=4", "train.steps=2")
-    trainer = loop.Trainer(config, os.path.join(ROOT, "inf"), strategy, model_fn=tiny_model)
+    config = smoke(f"model.builder={TINY}", "train.precision=mixed_float16",
+                   "train.batch_size=4", "train.steps=2")
+    trainer = loop.Trainer(config, os.path.join(ROOT, "inf"), strategy)
     trainer.restore()
     trainer._make_input()
     clean = trainer.train_step._forward_backward
@@ -206,10 +180,10 @@ def parameter_server():
     from deeplab_tf.train import loop, strategy as strategy_lib
     strategy = strategy_lib.make_strategy("parameter_server")
     # Contention: many short steps of two workers on one step counter.
-    config = smoke("train.steps=100", "train.checkpoint_every=25", "train.log_every=25",
-                   "train.summary_every=25", "train.image_summary_every=50")
-    trainer = loop.Trainer(config, os.path.join(ROOT, "contention"), strategy,
-                           model_fn=tiny_model)
+    config = smoke(f"model.builder={TINY}", "train.steps=100", "train.checkpoint_every=25",
+                   "train.log_every=25", "train.summary_every=25",
+                   "train.image_summary_every=50")
+    trainer = loop.Trainer(config, os.path.join(ROOT, "contention"), strategy)
     metrics = trainer.run()
     results = dict(contention=dict(step=int(trainer.step.numpy()),
                                    steps_per_stream=metrics["steps_per_stream"]))

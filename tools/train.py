@@ -48,6 +48,7 @@ def main(argv):
         config = config_lib.load_experiment(FLAGS.experiment, FLAGS.set)
         if role == "train":  # refused before any cluster is joined
             config_lib.init_checkpoint_path(config)  # refuses an unset ImageNet start
+            config_lib.model_builder(config.model.builder)  # refuses one that cannot load
             strategy_lib.check_supported(config.train, FLAGS.strategy)
     except ValueError as error:
         raise app.UsageError(str(error)) from None

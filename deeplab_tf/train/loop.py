@@ -58,14 +58,14 @@ def default_dataset_fn(config):
     return dataset_fn
 
 
-def _build_model(config, num_replicas, build=config_lib.build_model):
+def _build_model(config, num_replicas):
     if config.train.precision not in PRECISIONS:
         raise ValueError(f"train.precision must be one of {PRECISIONS}, "
                          f"got {config.train.precision!r}")
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(config.train.precision)
     try:
-        model = build(config.model)
+        model = config_lib.build_model(config.model)
     finally:
         keras.config.set_dtype_policy(previous)
     if config.train.freeze_batch_norm:  # moving statistics; gamma/beta train unless frozen
@@ -78,12 +78,10 @@ def _build_model(config, num_replicas, build=config_lib.build_model):
 
 
 class Trainer:
-    """Builds model, optimizer, data and checkpoints under `strategy`; `run()` trains.
+    """Builds model (`config.model.builder`), optimizer, data and checkpoints under
+    `strategy`; `run()` trains."""
 
-    `model_fn` (model config -> Keras model) replaces the DeepLab builder, for tests.
-    """
-
-    def __init__(self, config, workdir, strategy=None, dataset_fn=None, model_fn=None):
+    def __init__(self, config, workdir, strategy=None, dataset_fn=None):
         self.config, self.workdir = config, workdir
         self.strategy = strategy or tf.distribute.get_strategy()
         self.kind = strategy_lib.kind(self.strategy)
@@ -95,8 +93,7 @@ class Trainer:
         keras.utils.set_random_seed(train.seed)
         self._write_config()
         with self.strategy.scope():
-            self.model = _build_model(config, self.strategy.num_replicas_in_sync,
-                                      model_fn or config_lib.build_model)
+            self.model = _build_model(config, self.strategy.num_replicas_in_sync)
             # ONLY_FIRST_REPLICA: the replicas of a synchronous step count it once.
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step",
                                     aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
