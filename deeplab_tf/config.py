@@ -31,6 +31,10 @@ class ModelConfig:
     # The authors' head drops the ASPP projection with keep probability 0.9, in training
     # only (model.py `concat_projection_dropout`); 0 turns it off.
     aspp_dropout_rate: float = 0.1
+    # Each ResNet unit's last batch-norm gamma starts at 0 instead of the authors' 1 (the
+    # unit starts as its shortcut): only for training from scratch (the demo); an ImageNet
+    # checkpoint replaces the gammas.
+    zero_init_residual: bool = False
 
 
 @dataclasses.dataclass

@@ -300,6 +300,27 @@ def test_initialisers_follow_slim_defaults_in_the_authors_scopes():
         assert kernel.std() == pytest.approx(stddev * truncated_std, rel=0.03), name
 
 
+def test_zero_init_residual_starts_each_units_last_gamma_at_zero():
+    """Only each bottleneck unit's conv3 batch norm (16 units of ResNet-50: 3, 4, 6, 3)
+    starts at gamma 0; the default keeps the authors' 1 everywhere; the option survives
+    get_config."""
+    units = [f"block{b}_unit_{u}_conv3_bn"
+             for b, count in enumerate((3, 4, 6, 3), start=1) for u in range(1, count + 1)]
+
+    def gammas(model):
+        return {layer.name: layer.gamma.numpy() for layer in model.layers
+                if isinstance(layer, keras.layers.BatchNormalization)}
+
+    model = config_lib.build_model(config_lib.ModelConfig(depth=50, zero_init_residual=True))
+    started = gammas(model)
+    assert sorted(name for name, gamma in started.items() if not gamma.any()) == sorted(units)
+    assert all(np.all(gamma == 1) for name, gamma in started.items() if name not in units)
+    assert modeling.DeepLabV3.from_config(model.get_config()).zero_init_residual
+    default = gammas(config_lib.build_model(config_lib.ModelConfig(depth=50)))
+    assert default.keys() == started.keys()
+    assert all(np.all(gamma == 1) for gamma in default.values())
+
+
 def test_model_builder_names_a_function_or_is_refused_with_its_value():
     model = config_lib.build_model(config_lib.ModelConfig(builder="tests.small_models:tiny",
                                                           num_classes=5))

@@ -16,7 +16,7 @@ class DeepLabV3(keras.Model):
                  head="aspp", aspp_rates=None, image_pooling=True, extra_blocks=0,
                  batch_norm_decay=layers.BATCH_NORM_DECAY,
                  batch_norm_epsilon=layers.BATCH_NORM_EPSILON, aspp_dropout_rate=0.1,
-                 image_shape=(None, None, 3), **kwargs):
+                 zero_init_residual=False, image_shape=(None, None, 3), **kwargs):
         if head not in HEADS:
             raise ValueError(f"head must be one of {HEADS}, got {head!r}")
         if num_classes < 1:
@@ -26,7 +26,7 @@ class DeepLabV3(keras.Model):
         bn = dict(batch_norm_decay=batch_norm_decay, batch_norm_epsilon=batch_norm_epsilon)
         image = keras.Input(shape=tuple(image_shape), name="image")
         features = resnet.build_backbone(image, depth, output_stride, multi_grid,
-                                         extra_blocks, bn)
+                                         extra_blocks, bn, zero_init_residual)
         if head == "aspp":
             stride = resnet.effective_output_stride(
                 resnet.plan_blocks(depth, output_stride, multi_grid, extra_blocks))
@@ -48,6 +48,7 @@ class DeepLabV3(keras.Model):
         self.batch_norm_decay = batch_norm_decay
         self.batch_norm_epsilon = batch_norm_epsilon
         self.aspp_dropout_rate = aspp_dropout_rate
+        self.zero_init_residual = zero_init_residual
         self.image_shape = tuple(image_shape)
 
     def get_config(self):
@@ -58,6 +59,7 @@ class DeepLabV3(keras.Model):
                     batch_norm_decay=self.batch_norm_decay,
                     batch_norm_epsilon=self.batch_norm_epsilon,
                     aspp_dropout_rate=self.aspp_dropout_rate,
+                    zero_init_residual=self.zero_init_residual,
                     image_shape=self.image_shape, name=self.name, trainable=self.trainable)
 
     @classmethod
@@ -79,7 +81,7 @@ def deeplabv3(num_classes=21, depth=101, output_stride=16, multi_grid=(1, 2, 4),
       image_pooling: add the image-level feature branch.
       **kwargs: batch_norm_decay (paper: 0.9997), batch_norm_epsilon, aspp_dropout_rate
         (the authors' 0.1 after the ASPP projection, training only; 0 = none; the cascade
-        head has no dropout), image_shape, name.
+        head has no dropout), zero_init_residual (see `atrous_resnet`), image_shape, name.
 
     For logits at the input size, wrap the model with `with_upsampled_logits`, or call
     `upsample_logits(logits, (height, width))` on its output.

@@ -122,16 +122,18 @@ def logits_dtype():
     return "float64" if keras.config.dtype_policy().compute_dtype == "float64" else "float32"
 
 
-def batch_norm(x, name, decay=BATCH_NORM_DECAY, epsilon=BATCH_NORM_EPSILON):
-    return BatchNormalization(momentum=decay, epsilon=epsilon, name=name)(x)
+def batch_norm(x, name, decay=BATCH_NORM_DECAY, epsilon=BATCH_NORM_EPSILON,
+               gamma_initializer="ones"):
+    return BatchNormalization(momentum=decay, epsilon=epsilon, name=name,
+                              gamma_initializer=gamma_initializer)(x)
 
 
 def conv_bn_relu(x, filters, kernel_size, name, stride=1, atrous_rate=1, relu=True,
                  batch_norm_decay=BATCH_NORM_DECAY, batch_norm_epsilon=BATCH_NORM_EPSILON,
-                 kernel_initializer=RESNET_INITIALIZER):
+                 kernel_initializer=RESNET_INITIALIZER, gamma_initializer="ones"):
     x = conv2d_same(x, filters, kernel_size, stride, atrous_rate, name=name,
                     kernel_initializer=kernel_initializer)
-    x = batch_norm(x, f"{name}_bn", batch_norm_decay, batch_norm_epsilon)
+    x = batch_norm(x, f"{name}_bn", batch_norm_decay, batch_norm_epsilon, gamma_initializer)
     if relu:
         x = keras.layers.ReLU(name=f"{name}_relu")(x)
     return x

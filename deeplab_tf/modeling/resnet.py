@@ -94,8 +94,12 @@ def feature_size(input_size, output_stride):
     return (input_size - 1) // output_stride + 1
 
 
-def bottleneck(x, unit, name, bn):
-    """Bottleneck v1: 1x1 -> 3x3 (stride, atrous) -> 1x1, ReLU after the residual add."""
+def bottleneck(x, unit, name, bn, zero_init_residual=False):
+    """Bottleneck v1: 1x1 -> 3x3 (stride, atrous) -> 1x1, ReLU after the residual add.
+
+    `zero_init_residual` starts the last batch norm's gamma at 0, so that the unit starts
+    as its shortcut (see `atrous_resnet`).
+    """
     depth = 4 * unit.depth_bottleneck
     if x.shape[-1] == depth:
         shortcut = x if unit.stride == 1 else keras.layers.MaxPooling2D(
@@ -106,12 +110,15 @@ def bottleneck(x, unit, name, bn):
     residual = layers.conv_bn_relu(x, unit.depth_bottleneck, 1, f"{name}_conv1", **bn)
     residual = layers.conv_bn_relu(residual, unit.depth_bottleneck, 3, f"{name}_conv2",
                                    stride=unit.stride, atrous_rate=unit.atrous_rate, **bn)
-    residual = layers.conv_bn_relu(residual, depth, 1, f"{name}_conv3", relu=False, **bn)
+    residual = layers.conv_bn_relu(residual, depth, 1, f"{name}_conv3", relu=False,
+                                   gamma_initializer="zeros" if zero_init_residual else "ones",
+                                   **bn)
     x = keras.layers.Add(name=f"{name}_add")([shortcut, residual])
     return x
 
 
-def build_backbone(image, depth, output_stride, multi_grid, extra_blocks, bn):
+def build_backbone(image, depth, output_stride, multi_grid, extra_blocks, bn,
+                   zero_init_residual=False):
     """Applies mean subtraction, the stem and all blocks to `image` (RGB in [0, 255])."""
     plan = plan_blocks(depth, output_stride, multi_grid, extra_blocks)
     x = keras.layers.Rescaling(1.0, offset=[-m for m in layers.MEAN_PIXEL],
@@ -120,7 +127,7 @@ def build_backbone(image, depth, output_stride, multi_grid, extra_blocks, bn):
     x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name="pool1")(x)
     for b, block in enumerate(plan, start=1):
         for u, unit in enumerate(block, start=1):
-            x = bottleneck(x, unit, f"block{b}_unit_{u}", bn)
+            x = bottleneck(x, unit, f"block{b}_unit_{u}", bn, zero_init_residual)
             last = u == len(block)
             x = keras.layers.ReLU(name=f"block{b}" if last else f"block{b}_unit_{u}_relu")(x)
     return x
@@ -132,11 +139,12 @@ class AtrousResNet(keras.Model):
 
     def __init__(self, depth=101, output_stride=16, multi_grid=(1, 2, 4), extra_blocks=0,
                  batch_norm_decay=layers.BATCH_NORM_DECAY,
-                 batch_norm_epsilon=layers.BATCH_NORM_EPSILON,
+                 batch_norm_epsilon=layers.BATCH_NORM_EPSILON, zero_init_residual=False,
                  image_shape=(None, None, 3), **kwargs):
         image = keras.Input(shape=tuple(image_shape), name="image")
         bn = dict(batch_norm_decay=batch_norm_decay, batch_norm_epsilon=batch_norm_epsilon)
-        features = build_backbone(image, depth, output_stride, multi_grid, extra_blocks, bn)
+        features = build_backbone(image, depth, output_stride, multi_grid, extra_blocks, bn,
+                                  zero_init_residual)
         kwargs.setdefault("name", f"atrous_resnet_v1_{depth}")
         super().__init__(inputs=image, outputs=features, **kwargs)
         self.depth = depth
@@ -145,6 +153,7 @@ class AtrousResNet(keras.Model):
         self.extra_blocks = extra_blocks
         self.batch_norm_decay = batch_norm_decay
         self.batch_norm_epsilon = batch_norm_epsilon
+        self.zero_init_residual = zero_init_residual
         self.image_shape = tuple(image_shape)
 
     def get_config(self):
@@ -152,6 +161,7 @@ class AtrousResNet(keras.Model):
                     multi_grid=self.multi_grid, extra_blocks=self.extra_blocks,
                     batch_norm_decay=self.batch_norm_decay,
                     batch_norm_epsilon=self.batch_norm_epsilon,
+                    zero_init_residual=self.zero_init_residual,
                     image_shape=self.image_shape, name=self.name, trainable=self.trainable)
 
     @classmethod
@@ -170,7 +180,11 @@ def atrous_resnet(depth=101, output_stride=16, multi_grid=(1, 2, 4), extra_block
       multi_grid: unit rates (r1, r2, r3) of block4 and of every cascaded block. A unit
         that still strides (no atrous yet) must have unit rate 1.
       extra_blocks: 0-3 cascaded copies of block4 (block5, block6, block7).
-      **kwargs: batch_norm_decay, batch_norm_epsilon, image_shape, name.
+      **kwargs: batch_norm_decay, batch_norm_epsilon, zero_init_residual, image_shape, name.
+        zero_init_residual=True starts the gamma of each unit's last batch norm at 0 (Goyal
+        et al. 2017; torchvision's option of that name), so every unit starts as its
+        shortcut: for training from scratch. The paper starts from ImageNet weights, which
+        replace the gammas, and the authors' slim layers start them at 1 (the default).
     """
     return AtrousResNet(depth=depth, output_stride=output_stride, multi_grid=multi_grid,
                         extra_blocks=extra_blocks, **kwargs)
