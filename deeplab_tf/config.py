@@ -15,8 +15,9 @@ import typing
 class ModelConfig:
     # The network: "deeplabv3" (the paper's: modeling.deeplabv3 with the fields below), or
     # "package.module:function" for a Keras model of one's own, called as
-    # function(model_config, output_stride) and then trained, evaluated, exported and
-    # served by the same tools (the tests train a small one this way).
+    # function(model_config, output_stride) and trained by the same trainer, strategies
+    # and checkpoints (the tests train small ones this way). Evaluation, export and
+    # prediction read the DeepLabv3 model's output stride and layout.
     builder: str = "deeplabv3"
     num_classes: int = 21
     depth: int = 101

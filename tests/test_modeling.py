@@ -6,6 +6,7 @@ import keras
 
 from deeplab_tf import config as config_lib
 from deeplab_tf import modeling
+from deeplab_tf.evaluation import inference
 from deeplab_tf.modeling import resnet
 
 
@@ -327,6 +328,8 @@ def test_model_builder_names_a_function_or_is_refused_with_its_value():
     assert [layer.name for layer in model.layers if layer.weights] == ["conv", "conv_bn",
                                                                        "logits"]
     assert model.output_shape == (None, None, None, 5)
+    with pytest.raises(ValueError, match="not a DeepLabv3 model"):
+        inference.model_output_stride(model)  # evaluation, export and prediction refuse it
     for builder, message in (("tiny", r"'deeplabv3' or 'package.module:function', got 'tiny'"),
                              ("tests.absent:tiny", r"'tests.absent:tiny': cannot import"),
                              ("tests.small_models:absent", r"has no function 'absent'")):

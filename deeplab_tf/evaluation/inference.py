@@ -30,7 +30,14 @@ from deeplab_tf.modeling import MEAN_PIXEL, effective_output_stride, plan_blocks
 
 
 def model_output_stride(model):
-    """The output stride a DeepLabV3 model really has (also for output_stride=None)."""
+    """The output stride a DeepLabV3 model really has (also for output_stride=None).
+
+    Raises ValueError for another model (a `model.builder` of one's own): evaluation,
+    export and prediction pad and resize by the DeepLabv3 layout.
+    """
+    if not all(hasattr(model, name) for name in ("depth", "multi_grid", "extra_blocks")):
+        raise ValueError(f"model {model.name!r} is not a DeepLabv3 model (model.builder): "
+                         "evaluation, export and prediction run DeepLabv3 models only")
     return effective_output_stride(
         plan_blocks(model.depth, model.output_stride, model.multi_grid, model.extra_blocks))
 
