@@ -148,7 +148,10 @@ def _jax_train_step(model, optimizer, crop_size, images, labels):
         loss, state[0] = step(state[0], images, labels)
         return loss
 
-    return run, _jax_sync, xla_memory(step)
+    def weights():
+        return [np.asarray(w) for w in state[0][0]]
+
+    return run, _jax_sync, xla_memory(step), weights
 
 
 def xla_memory(compiled):
@@ -194,7 +197,10 @@ def _tf_train_step(model, optimizer, crop_size, xla):
         optimizer.apply(grads, model.trainable_variables)
         return loss
 
-    return run, _tf_sync, None
+    def weights():
+        return [v.numpy() for v in model.trainable_variables]
+
+    return run, _tf_sync, None, weights
 
 
 def _tf_sync(value):
@@ -367,8 +373,9 @@ def build_step(mode, depth=101, output_stride=16, batch_size=16, crop_size=513,
 
     Returns (run, sync, images, labels, model_facts): run(images, labels) does one training
     step or one forward pass, sync(value) waits for it; model_facts has the parameter
-    counts and forward FLOPs per image of the model as trained, and on JAX XLA's buffer
-    assignment of the compiled step (`xla_memory`, see `xla_memory`).
+    counts and forward FLOPs per image of the model as trained, on JAX XLA's buffer
+    assignment of the compiled step (`xla_memory`, see `xla_memory`), and for training
+    `weights`, a function returning the trainable weights as they are now (NumPy).
     """
     if mode not in ("train", "infer"):
         raise ValueError(f"mode must be 'train' or 'infer', got {mode!r}")
@@ -383,13 +390,15 @@ def build_step(mode, depth=101, output_stride=16, batch_size=16, crop_size=513,
                      trainable_params=sum(math.prod(v.shape)
                                           for v in model.trainable_variables),
                      flops=conv_flops_per_image(model))
+        facts["weights"] = None
         if mode == "train":
             optimizer = make_optimizer(precision)
             if backend == "jax":
-                run, sync, memory = _jax_train_step(model, optimizer, crop_size, images,
-                                                    labels)
+                run, sync, memory, facts["weights"] = _jax_train_step(
+                    model, optimizer, crop_size, images, labels)
             else:
-                run, sync, memory = _tf_train_step(model, optimizer, crop_size, xla)
+                run, sync, memory, facts["weights"] = _tf_train_step(model, optimizer,
+                                                                     crop_size, xla)
         else:
             model = modeling.with_upsampled_logits(model)
             if fold_batch_norm:
@@ -419,6 +428,7 @@ def measure(mode, depth=101, output_stride=16, batch_size=16, crop_size=513,
         fold_batch_norm=fold_batch_norm)
     num_params, trainable_params, flops = (facts["num_params"], facts["trainable_params"],
                                            facts["flops"])
+    initial = facts["weights"]() if mode == "train" else None
     for _ in range(warmup):
         sync(run(images, labels))
     # Memory before the timed steps: what stays allocated (weights, optimizer state, the
@@ -450,7 +460,13 @@ def measure(mode, depth=101, output_stride=16, batch_size=16, crop_size=513,
         num_params=num_params, trainable_params=trainable_params)
     if mode == "train":
         images_per_s = batch_size / times[0]
-        result["images_per_s"] = images_per_s
+        # That the timed step trains: the last loss, and how many of the trainable
+        # weights (arrays) are still their initial values after all the steps (0 expected).
+        final = facts["weights"]()
+        result.update(images_per_s=images_per_s, final_loss=float(np.asarray(out)),
+                      weights_unchanged=sum(np.array_equal(a, b)
+                                            for a, b in zip(initial, final)),
+                      weights_total=len(final))
         achieved = TRAIN_FLOPS_PER_FORWARD * flops * images_per_s
     else:
         result.update(fold_batch_norm=fold_batch_norm,

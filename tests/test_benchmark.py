@@ -1,4 +1,9 @@
-"""The benchmark tool runs on a tiny setting and prints well-formed JSON (no timing asserts)."""
+"""The benchmark tool runs on a tiny setting and prints well-formed JSON (no timing asserts).
+
+Its training step is a ResNet-50 DeepLabv3 step on the TensorFlow and on the JAX Keras
+backend (there with TensorFlow unimportable, as on the GPU machine); every trainable
+weight must move and the loss stay finite on both.
+"""
 import json
 import os
 import subprocess
@@ -12,7 +17,9 @@ from deeplab_tf import benchmarking
 from deeplab_tf import modeling
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = ["--depth=50", "--output_stride=32", "--crop_size=33", "--batch_size=1",
+# Batch 2: the image-pooling branch's batch norm normalises over the batch of pooled
+# vectors, so with one image its kernel would get no gradient.
+TINY = ["--depth=50", "--output_stride=32", "--crop_size=33", "--batch_size=2",
         "--steps=1", "--warmup=1"]
 COMMON_KEYS = {"impl", "backend", "device", "mode", "precision", "xla", "depth",
                "output_stride", "batch_size", "crop_size", "num_params", "trainable_params",
@@ -54,6 +61,12 @@ def _check(result, backend, mode):
     assert result["trainable_params"] == 39_048_533  # ResNet-50, SPEC.md
     if mode == "train":
         assert result["images_per_s"] > 0
+        # The timed step trains, on either backend: a finite loss, and every trainable
+        # array moved. ResNet-50: 53 convs, each with batch norm (kernel, gamma, beta); ASPP
+        # (1x1, three atrous, image pooling, projection): 6 more; logits kernel and bias.
+        assert np.isfinite(result["final_loss"])
+        assert result["weights_total"] == 3 * 53 + 3 * 6 + 2
+        assert result["weights_unchanged"] == 0
     else:
         assert 0 < result["ms_min"] <= result["ms_median"]
 
