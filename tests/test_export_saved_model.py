@@ -5,8 +5,14 @@ bad inputs get a per-image status or a clear error without breaking the next req
 The model has a known answer (tests/known_answer.py: each class is the nearest of five
 colours), so the labels compared are not one constant class: a mosaic of the five colours
 must come back as those five classes, and the labels of every image must equal Keras'.
+
+The same fresh process runs the warm-up records read back from assets.extra, then the
+bytes signature on every combination of ok / undecodable / too large / empty-string
+images; the tests compare what came back with the statuses and sizes written down
+independently here.
 """
 import io
+import itertools
 import json
 import os
 import subprocess
@@ -16,6 +22,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
+from tensorflow_serving.apis import prediction_log_pb2
 
 from deeplab_tf import config as config_lib
 from deeplab_tf.evaluation import inference
@@ -55,6 +62,24 @@ def scene(height, width, seed):
 
 
 CROP_SIZE = (49, 49)  # eval.crop_size: smaller images are padded to it, larger ones not
+WARMUP_SIZE = 49  # tools.export's default: the smaller side of the crop
+
+
+def random_jpeg(height, width, seed):
+    rng = np.random.default_rng(seed)
+    return jpeg_bytes(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+
+
+# kind -> (bytes, expected status, expected height, width)
+KINDS = {
+    "ok": (random_jpeg(20, 27, 0), serving.STATUS_OK, 20, 27),
+    "undecodable": (b"\xff\xd8\xff" + b"not a jpeg at all" * 3, serving.STATUS_INVALID, 0, 0),
+    "too_large": (random_jpeg(170, 160, 1), serving.STATUS_TOO_LARGE, 0, 0),  # > 160*160
+    "empty": (b"", serving.STATUS_INVALID, 0, 0),
+}
+# Every kind alone, every pair, all four together; order matters for the scatter, so both.
+REQUESTS = ([[k] for k in KINDS] + [list(p) for p in itertools.permutations(KINDS, 2)]
+            + [list(KINDS), ["too_large", "too_large"], []])
 
 
 @pytest.fixture(scope="module")
@@ -93,8 +118,23 @@ class Block(importlib.abc.MetaPathFinder):
             raise ImportError(f"{name} must not be needed to serve")
 sys.meta_path.insert(0, Block())
 import numpy as np, tensorflow as tf
-export_dir, inputs, outputs = sys.argv[1:]
+from tensorflow_serving.apis import prediction_log_pb2
+export_dir, inputs, requests_file, outputs = sys.argv[1:]
 loaded = tf.saved_model.load(export_dir)
+# TF Serving's warm-up: each record through its signature.
+warmup = []
+for record in tf.data.TFRecordDataset(export_dir + "/assets.extra/tf_serving_warmup_requests"):
+    request = prediction_log_pb2.PredictionLog.FromString(record.numpy()).predict_log.request
+    feed = {k: tf.constant(tf.make_ndarray(v)) for k, v in request.inputs.items()}
+    out = loaded.signatures[request.model_spec.signature_name](**feed)
+    warmup.append({"signature": request.model_spec.signature_name,
+                   **{k: np.asarray(v).tolist() for k, v in out.items()}})
+combinations = []
+for images in json.load(open(requests_file)):
+    encoded = tf.constant([bytes.fromhex(h) for h in images], dtype=tf.string)
+    out = loaded.signatures["serving_default"](images=encoded)
+    combinations.append({k: np.asarray(v).tolist() for k, v in out.items()})
+json.dump({"warmup": warmup, "requests": combinations}, open(outputs + ".json", "w"))
 data = np.load(inputs, allow_pickle=False)
 result = {}
 by_bytes = loaded.signatures["serving_default"](images=tf.constant(list(data["encoded"])))
@@ -124,38 +164,53 @@ def keras_labels(predict, image):
     return np.asarray(predict(tf.constant(image[None], tf.float32))[0])[0]
 
 
+IMAGES = [scene(h, w, seed) for seed, (h, w) in enumerate(SIZES)] + [MOSAIC]
+GRAY = scene(21, 26, 7)[..., 0]
+RGBA = np.dstack([scene(19, 24, 8), np.full((19, 24), 77, np.uint8)])
+DEEP = (scene(18, 20, 9)[..., 1].astype(np.uint16) * 257)  # 16-bit grayscale PNG
+JPEG = jpeg_bytes(scene(30, 22, 10))
+
+
+@pytest.fixture(scope="module")
+def served(exported, tmp_path_factory):
+    """What the fresh process returned: the signatures' outputs for the inputs below
+    (npz arrays), and {"warmup": [...], "requests": [...]} for the warm-up records and the
+    status combinations."""
+    _, export_dir, _ = exported
+    root = tmp_path_factory.mktemp("served")
+    big = io.BytesIO()
+    Image.new("RGB", (170, 160)).save(big, format="PNG")  # over max_pixels = 160*160
+    encoded = [png_bytes(i) for i in IMAGES] + [
+        b"this is not an image at all, just bytes",  # 4: invalid
+        png_bytes(IMAGES[2])[:60],                    # 5: truncated PNG
+        png_bytes(GRAY), png_bytes(RGBA), png_bytes(DEEP), JPEG,  # 6..9
+        big.getvalue(),                               # 10: too large
+        b""]                                          # 11: empty string
+    arrays = {f"array_{i}": np.stack([image, image[::-1, ::-1]])
+              for i, image in enumerate(IMAGES)}
+    inputs, requests = str(root / "inputs.npz"), root / "requests.json"
+    np.savez(inputs, encoded=np.array(encoded, dtype=object).astype(bytes),
+             num_arrays=len(IMAGES), **arrays)
+    requests.write_text(json.dumps([[KINDS[k][0].hex() for k in r] for r in REQUESTS]))
+    outputs = str(root / "outputs.npz")
+    process = subprocess.run([sys.executable, "-c", SERVE_SCRIPT, export_dir, inputs,
+                              str(requests), outputs],
+                             capture_output=True, text=True, timeout=600, cwd=str(root))
+    assert process.returncode == 0, process.stderr[-3000:]
+    assert json.loads(process.stdout.strip().splitlines()[-1]) == []
+    with open(outputs + ".json") as f:
+        return dict(np.load(outputs)), json.load(f)
+
+
 @pytest.mark.slow
-def test_fresh_process_serves_the_keras_labels(exported, tmp_path):
+def test_fresh_process_serves_the_keras_labels(exported, served):
     model, export_dir, metadata = exported
     assert metadata["output_stride"] == 16 and metadata["scales"] == list(SCALES)
     assert metadata["flip"] is True and metadata["probabilities"] is True
     assert metadata["num_classes"] == NUM_CLASSES
     assert metadata["crop_size"] == list(CROP_SIZE)  # the size every image is padded to
-
-    images = [scene(h, w, seed) for seed, (h, w) in enumerate(SIZES)] + [MOSAIC]
-    gray = scene(21, 26, 7)[..., 0]
-    rgba = np.dstack([scene(19, 24, 8), np.full((19, 24), 77, np.uint8)])
-    deep = (scene(18, 20, 9)[..., 1].astype(np.uint16) * 257)  # 16-bit grayscale PNG
-    jpeg = jpeg_bytes(scene(30, 22, 10))
-    big = io.BytesIO()
-    Image.new("RGB", (170, 160)).save(big, format="PNG")  # over max_pixels = 160*160
-    encoded = [png_bytes(i) for i in images] + [
-        b"this is not an image at all, just bytes",  # 4: invalid
-        png_bytes(images[2])[:60],                    # 5: truncated PNG
-        png_bytes(gray), png_bytes(rgba), png_bytes(deep), jpeg,  # 6..9
-        big.getvalue(),                               # 10: too large
-        b""]                                          # 11: empty string
-    arrays = {f"array_{i}": np.stack([image, image[::-1, ::-1]])
-              for i, image in enumerate(images)}
-    inputs = str(tmp_path / "inputs.npz")
-    np.savez(inputs, encoded=np.array(encoded, dtype=object).astype(bytes),
-             num_arrays=len(images), **arrays)
-    outputs = str(tmp_path / "outputs.npz")
-    process = subprocess.run([sys.executable, "-c", SERVE_SCRIPT, export_dir, inputs, outputs],
-                             capture_output=True, text=True, timeout=600, cwd=str(tmp_path))
-    assert process.returncode == 0, process.stderr[-3000:]
-    assert json.loads(process.stdout.strip().splitlines()[-1]) == []
-    served = dict(np.load(outputs))
+    images, gray, rgba, deep, jpeg = IMAGES, GRAY, RGBA, DEEP, JPEG
+    served = served[0]
     # The Keras model in TF, padding as the export does.
     predict = inference.make_predict_fn(model, SCALES, flip=True, crop_size=CROP_SIZE)
 
@@ -215,3 +270,51 @@ def test_saved_model_cli_lists_both_signatures(exported):
                      "dtype: DT_STRING", "dtype: DT_UINT8", "outputs['status']",
                      "outputs['labels']", "outputs['probabilities']"):
         assert expected in shown, expected
+
+
+def test_warmup_records_are_one_request_per_signature_at_the_export_size(exported):
+    _, export_dir, metadata = exported
+    assert metadata["warmup_size"] == WARMUP_SIZE
+    logs = [prediction_log_pb2.PredictionLog.FromString(r.numpy()) for r in
+            tf.data.TFRecordDataset(os.path.join(export_dir, saved_model.WARMUP_FILE))]
+    requests = {log.predict_log.request.model_spec.signature_name: log.predict_log.request
+                for log in logs}
+    assert len(logs) == 2
+    assert set(requests) == {saved_model.SIGNATURE_BYTES, saved_model.SIGNATURE_IMAGES}
+    encoded = tf.make_ndarray(requests[saved_model.SIGNATURE_BYTES].inputs["images"])
+    assert encoded.shape == (1,)
+    assert tf.io.decode_jpeg(encoded[0]).shape == (WARMUP_SIZE, WARMUP_SIZE, 3)
+    pixels = tf.make_ndarray(requests[saved_model.SIGNATURE_IMAGES].inputs["images"])
+    assert pixels.dtype == np.uint8 and pixels.shape == (1, WARMUP_SIZE, WARMUP_SIZE, 3)
+    assert saved_model.read_warmup_requests(export_dir)[1][1]["images"].shape == pixels.shape
+
+
+def test_warmup_records_run_through_both_signatures(exported, served):
+    model, export_dir, _ = exported
+    by_signature = {w["signature"]: w for w in served[1]["warmup"]}
+    assert by_signature[saved_model.SIGNATURE_BYTES]["status"] == [serving.STATUS_OK]
+    assert by_signature[saved_model.SIGNATURE_BYTES]["heights"] == [WARMUP_SIZE]
+    labels = np.array(by_signature[saved_model.SIGNATURE_IMAGES]["labels"])
+    assert labels.shape == (1, WARMUP_SIZE, WARMUP_SIZE)
+    # The uint8 warm-up request gives the labels of the Keras model on the same pixels.
+    pixels = saved_model.read_warmup_requests(export_dir)[1][1]["images"]
+    predict = inference.make_predict_fn(model, SCALES, flip=True, crop_size=CROP_SIZE)
+    np.testing.assert_array_equal(labels[0], keras_labels(predict, pixels[0]))
+
+
+@pytest.mark.parametrize("index", range(len(REQUESTS)))
+def test_every_status_combination_returns_statuses(served, index):
+    kinds = REQUESTS[index]
+    result = served[1]["requests"][index]
+    assert result["status"] == [KINDS[k][1] for k in kinds], kinds
+    assert result["heights"] == [KINDS[k][2] for k in kinds]
+    assert result["widths"] == [KINDS[k][3] for k in kinds]
+    labels = np.array(result["labels"])
+    ok = [KINDS[k][1] == serving.STATUS_OK for k in kinds]
+    expected_shape = (len(kinds), 20, 27) if any(ok) else (len(kinds), 0, 0)
+    assert labels.reshape(expected_shape).shape == expected_shape
+    for position, is_ok in enumerate(ok):
+        if is_ok:
+            assert (labels[position] < NUM_CLASSES).all()  # class ids
+        elif labels.size:
+            assert (labels[position] == serving.PAD_LABEL).all()
