@@ -141,24 +141,11 @@ def test_coco_keeps_voc_classes_and_large_regions(tmp_path):
     assert (label[~polygon & ~rle_mask] == 0).all()
 
 
-def test_command_line_tools(tmp_path):
-    """make_synthetic writes the same files for the same seed; build_dataset builds them;
-    tfds.load reads them back once deeplab_tf.data is imported."""
+def test_build_dataset_lists_the_builders():
+    """tools.build_dataset --list; its make-and-build path runs in tests/test_demo.py."""
     import subprocess
     import sys
-
-    def run(*args):
-        return subprocess.run([sys.executable, "-m", *args], check=True, capture_output=True,
-                              text=True, cwd=os.path.dirname(os.path.dirname(__file__))).stdout
-
-    assert run("tools.build_dataset", "--list").split() == list(data.BUILDERS)
-    source, again = tmp_path / "source", tmp_path / "again"
-    run("tools.make_synthetic", f"--output_dir={source}", "--num_train=3", "--num_val=2")
-    synthetic.generate(str(again), seed=0, num_train=3, num_val=2)
-    files = sorted(p.relative_to(source) for p in source.rglob("*") if p.is_file())
-    assert len(files) == 5 + 5 + 3
-    assert all((source / f).read_bytes() == (again / f).read_bytes() for f in files)
-    output = run("tools.build_dataset", "--dataset=synthetic_voc", f"--manual_dir={source}",
-                 f"--data_dir={tmp_path / 'tfds'}")
-    assert "train 3, trainval 5, val 2" in output
-    assert len(tfds.load("synthetic_voc", split="val", data_dir=str(tmp_path / "tfds"))) == 2
+    listed = subprocess.run([sys.executable, "-m", "tools.build_dataset", "--list"],
+                            check=True, capture_output=True, text=True,
+                            cwd=os.path.dirname(os.path.dirname(__file__))).stdout
+    assert listed.split() == list(data.BUILDERS)
