@@ -278,9 +278,10 @@ def model_builder(name):
     except ModuleNotFoundError as error:
         raise ValueError(f"model.builder {name!r}: cannot import {module_name} "
                          f"({error})") from None
-    if not callable(getattr(module, function, None)):
+    builder = getattr(module, function, None)
+    if not callable(builder):
         raise ValueError(f"model.builder {name!r}: {module_name} has no function {function!r}")
-    return getattr(module, function)
+    return builder
 
 
 def build_model(model_config, output_stride="train"):

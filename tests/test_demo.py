@@ -74,4 +74,3 @@ def test_demo_runs_end_to_end_and_writes_every_output(tmp_path):
     assert all((source / f).read_bytes() == (again / f).read_bytes() for f in files)
     assert "train 4, trainval 6, val 2" in sections["tools.build_dataset"]
     assert len(tfds.load("synthetic_voc", split="val", data_dir=str(workdir / "tfds"))) == 2
-
