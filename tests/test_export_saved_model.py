@@ -272,6 +272,23 @@ def test_saved_model_cli_lists_both_signatures(exported):
         assert expected in shown, expected
 
 
+def test_saved_model_stores_each_weight_once_with_the_checkpoint_values(exported):
+    # Keras' ExportArchive, used before, stored every variable twice (596 entries, twice
+    # the ResNet-50's values): the SavedModel was twice the size of the weights.
+    model, export_dir, _ = exported
+    reader = tf.train.load_checkpoint(os.path.join(export_dir, "variables", "variables"))
+    stored = {name: reader.get_tensor(name) for name, shape in
+              reader.get_variable_to_shape_map().items() if shape}
+    # model.variables: the weights and the ASPP dropout's seed state.
+    weights = [np.asarray(v) for v in model.variables]
+    assert len(stored) == len(weights) == len(model.weights) + 1
+    assert sum(a.size for a in stored.values()) == model.count_params() + 2
+    # Every variable's values are stored (matched by content: the names are the object
+    # graph's, not the layers').
+    digest = lambda a: (a.shape, a.tobytes())
+    assert sorted(map(digest, stored.values())) == sorted(map(digest, weights))
+
+
 def test_warmup_records_are_one_request_per_signature_at_the_export_size(exported):
     _, export_dir, metadata = exported
     assert metadata["warmup_size"] == WARMUP_SIZE

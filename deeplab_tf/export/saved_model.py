@@ -19,7 +19,6 @@ Python process that serves with `tf.saved_model.load`.
 import json
 import os
 
-import keras
 import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
@@ -61,15 +60,21 @@ def export_saved_model(model, export_dir, scales=(1.0,), flip=False, probabiliti
     def serve_images(images):
         return serving.predict_images(model, images, **settings)
 
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-    # Keras traces endpoints without AutoGraph; the per-image loop over the decoded images
-    # is plain Python control flow that AutoGraph turns into a while loop.
-    archive.add_endpoint(SIGNATURE_BYTES, tf.autograph.to_graph(serve_bytes),
-                         input_signature=[tf.TensorSpec([None], tf.string, name="images")])
-    archive.add_endpoint(SIGNATURE_IMAGES, serve_images, input_signature=[
+    # A plain tf.Module with the model's variables and the two signatures. Keras'
+    # ExportArchive, used before, stored every variable twice (the tracked model's and
+    # its own copies: a ResNet-50 export was 301 MB instead of 152 MB) and walked the
+    # model's object graph for lookup tables, which a DeepLabv3 has none of (14 of the
+    # export's 33 s). AutoGraph turns the per-image loop over the decoded images (plain
+    # Python control flow) into a while loop; the images signature needs none.
+    root = tf.Module()
+    root.model_variables = [variable.value for variable in model.variables]
+    root.serve_bytes = tf.function(serve_bytes, input_signature=[
+        tf.TensorSpec([None], tf.string, name="images")])
+    root.serve_images = tf.function(serve_images, autograph=False, input_signature=[
         tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
-    archive.write_out(export_dir, verbose=False)
+    tf.saved_model.save(root, export_dir, signatures={
+        SIGNATURE_BYTES: root.serve_bytes.get_concrete_function(),
+        SIGNATURE_IMAGES: root.serve_images.get_concrete_function()})
 
     metadata = dict(settings, num_classes=model.num_classes,
                     class_names=list(class_names or []),
