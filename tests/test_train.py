@@ -88,16 +88,21 @@ def test_one_step_gives_every_trainable_weight_a_finite_gradient(data_dir, tmp_p
 
 def test_frozen_batch_norm_keeps_statistics_and_gamma(data_dir, tmp_path):
     # With freeze_gamma_beta; the default (gamma/beta still learn) is in test_train_fidelity.
+    # The mini DeepLab: the trainer freezes every batch norm of whatever model it trains.
     trainer = loop.Trainer(smoke(data_dir, "train.freeze_batch_norm=True",
-                                 "train.freeze_gamma_beta=True"), str(tmp_path))
-    bn = trainer.model.get_layer("block1_unit_1_conv1_bn")
-    assert not any(v.path.startswith(bn.name + "/") for v in trainer.trainable)
-    before = [w.numpy().copy() for w in bn.weights]
-    kernel = trainer.model.get_layer("block1_unit_1_conv1").kernel.numpy().copy()
+                                 "train.freeze_gamma_beta=True",
+                                 f"model.builder={small_models.MINI_DEEPLAB}"), str(tmp_path))
+    bns = [layer for layer in trainer.model.layers
+           if isinstance(layer, keras.layers.BatchNormalization)]
+    assert len(bns) == 7  # stem, atrous unit; ASPP: 1x1, two atrous, image pooling, projection
+    frozen = {v.path for bn in bns for v in bn.weights}
+    assert not frozen & {v.path for v in trainer.trainable}
+    before = [w.numpy().copy() for bn in bns for w in bn.weights]
+    kernel = trainer.model.get_layer("stem").kernel.numpy().copy()
     trainer._step_fn()(trainer.iterator)
-    for old, new in zip(before, bn.weights):
-        np.testing.assert_array_equal(old, new.numpy())
-    assert np.any(kernel != trainer.model.get_layer("block1_unit_1_conv1").kernel.numpy())
+    for old, new in zip(before, [w for bn in bns for w in bn.weights]):
+        np.testing.assert_array_equal(old, new.numpy(), err_msg=new.path)
+    assert np.any(kernel != trainer.model.get_layer("stem").kernel.numpy())
 
 
 @pytest.fixture(scope="module")
