@@ -14,6 +14,8 @@ import re
 from absl import app
 from absl import flags
 
+from deeplab_tf import console
+
 flags.DEFINE_string("trace", None, "An .xplane.pb file.")
 flags.DEFINE_integer("steps", 1, "Steps in the trace: times are divided by it.")
 flags.DEFINE_integer("top", 25, "Kernels listed per plane.")
@@ -71,17 +73,24 @@ def summarize(space, plane_prefix, steps, top):
     return report
 
 
+def summarize_file(path, plane_prefix, steps, top):
+    """`summarize` of the trace file at `path`; ValueError naming the file and the planes it
+    holds where none starts with `plane_prefix`."""
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+    space = xplane_pb2.XSpace()
+    with open(path, "rb") as f:
+        space.ParseFromString(f.read())
+    report = summarize(space, plane_prefix, steps, top)
+    if not report:
+        raise ValueError(f"no plane starting with {plane_prefix!r} in {path}; planes: "
+                         f"{[plane.name for plane in space.planes]}")
+    return report
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from tensorflow.tsl.profiler.protobuf import xplane_pb2
-    space = xplane_pb2.XSpace()
-    with open(FLAGS.trace, "rb") as f:
-        space.ParseFromString(f.read())
-    report = summarize(space, FLAGS.plane, FLAGS.steps, FLAGS.top)
-    if not report:
-        raise SystemExit(f"no plane starting with {FLAGS.plane!r} in {FLAGS.trace}; planes: "
-                         f"{[plane.name for plane in space.planes]}")
+    report = summarize_file(FLAGS.trace, FLAGS.plane, FLAGS.steps, FLAGS.top)
     for plane, figures in report.items():
         print(f"== {plane} (ms per step)")
         print(json.dumps({"lines_ms": figures["lines_ms"],
@@ -91,4 +100,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    console.run(main)
