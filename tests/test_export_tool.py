@@ -17,7 +17,7 @@ def run_tool(*args):
 
 
 def test_a_work_dir_without_checkpoint_is_refused_in_one_line(tmp_path):
-    """Both fail before a model is built. (A checkpoint of another class count is refused
+    """It fails before a model is built. (A checkpoint of another class count is refused
     by evaluation.restore_model, which tools.export shares with tools.evaluate: tested in
     test_eval_inference and, on the command line, in test_eval_tools.)"""
     empty = tmp_path / "empty"
