@@ -20,6 +20,23 @@ if _REPO not in _sys.path:
     _sys.path.insert(0, _REPO)
 
 # ---------------------------------------------------------------------------------------
+# Order: pytest-xdist hands out whole files (--dist loadfile) in collection order
+# (setup.cfg: --no-loadscope-reorder). Files with a `slow` test go first, then the others by
+# their number of tests, as xdist itself would order them: the long poles start early and
+# short files fill in at the end. (xdist's own order, by number of tests alone, put the
+# one-test demo and learnability files last: one process ran them for 2.5 minutes while
+# the other had finished.)
+# ---------------------------------------------------------------------------------------
+def pytest_collection_modifyitems(config, items):
+    per_file, slow = {}, set()
+    for item in items:
+        per_file[item.path] = per_file.get(item.path, 0) + 1
+        if item.get_closest_marker("slow"):
+            slow.add(item.path)
+    items.sort(key=lambda item: (item.path not in slow, -per_file[item.path]))
+
+
+# ---------------------------------------------------------------------------------------
 # Run-wide guard: a skipped (or xfailed) test fails the run. The test extras (jax,
 # pycocotools, cityscapesscripts) are imported plainly, so a broken install is an error;
 # this catches any skip added later, so a green run always means every test ran and passed.
