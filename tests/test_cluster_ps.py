@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from deeplab_tf import cluster as cluster_lib
 from deeplab_tf import config as config_lib
 from deeplab_tf.train import strategy as strategy_lib
 
@@ -46,7 +47,7 @@ class Cluster:
         self.logs += 1
         log = self.root / f"{task_type}{index}_{self.logs}.log"
         env = {"PYTHONPATH": REPO}
-        if task_type in strategy_lib.SERVER_TASKS:
+        if task_type in cluster_lib.SERVER_TASKS:
             env.update(strategy_lib.LOCAL_SERVER_THREADS)
         self.processes[(task_type, index)] = strategy_lib.start_task(
             self.spec, task_type, index, list(argv), log, env=env, command=command)

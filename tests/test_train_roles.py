@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from deeplab_tf import cluster
 from deeplab_tf import config as config_lib
 from deeplab_tf.train import loop
 from deeplab_tf.train import parameter_server
@@ -33,25 +34,25 @@ def set_task(monkeypatch, task_type, cluster=None):
     ("multi_worker", "evaluator", "evaluate")])
 def test_roles(monkeypatch, strategy, task_type, role):
     set_task(monkeypatch, task_type)
-    assert strategy_lib.task_role(strategy) == role
+    assert cluster.task_role(strategy) == role
 
 
 def test_unknown_roles_and_mismatched_clusters_are_refused(monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
-    assert strategy_lib.task_role("default") == "train"
+    assert cluster.task_role("default") == "train"
     set_task(monkeypatch, "master")
     with pytest.raises(ValueError, match="'master' is not a role of --strategy="
                                          "parameter_server; its roles are chief, worker"):
-        strategy_lib.task_role("parameter_server")
+        cluster.task_role("parameter_server")
     set_task(monkeypatch, "ps")
     with pytest.raises(ValueError, match="'ps' is not a role of --strategy=multi_worker"):
-        strategy_lib.task_role("multi_worker")
+        cluster.task_role("multi_worker")
     set_task(monkeypatch, "worker")
     with pytest.raises(ValueError, match="cluster of 3 training tasks, but "
                                          "--strategy=mirrored trains on this machine only"):
-        strategy_lib.task_role("mirrored")
+        cluster.task_role("mirrored")
     set_task(monkeypatch, "worker", {"worker": ["127.0.0.1:2"]})
-    assert strategy_lib.task_role("mirrored") == "train"
+    assert cluster.task_role("mirrored") == "train"
 
 
 def test_the_evaluator_is_no_task_of_the_training_cluster(monkeypatch):
@@ -63,19 +64,19 @@ def test_the_evaluator_is_no_task_of_the_training_cluster(monkeypatch):
 
 def test_unsupported_settings_are_refused():
     train = config_lib.TrainConfig(batch_size=4)
-    strategy_lib.check_supported(train, "parameter_server")
+    cluster.check_supported(train, "parameter_server")
     with pytest.raises(ValueError, match="devices per worker.*CUDA_VISIBLE_DEVICES"):
-        strategy_lib.check_supported(train, "parameter_server", replicas_per_step=2)
+        cluster.check_supported(train, "parameter_server", replicas_per_step=2)
     with pytest.raises(ValueError, match="does not split over 3 replicas"):
-        strategy_lib.check_supported(train, "mirrored", replicas_per_step=3)
+        cluster.check_supported(train, "mirrored", replicas_per_step=3)
     train.xla = True
-    strategy_lib.check_supported(train, "default")
+    cluster.check_supported(train, "default")
     with pytest.raises(ValueError, match="cannot run under --strategy=parameter_server"):
-        strategy_lib.check_supported(train, "parameter_server")
+        cluster.check_supported(train, "parameter_server")
     with pytest.raises(ValueError, match="needs one replica per update or frozen batch"):
-        strategy_lib.check_supported(train, "multi_worker", replicas_per_step=2)
+        cluster.check_supported(train, "multi_worker", replicas_per_step=2)
     train.freeze_batch_norm = True
-    strategy_lib.check_supported(train, "multi_worker", replicas_per_step=2)
+    cluster.check_supported(train, "multi_worker", replicas_per_step=2)
 
 
 def run_train(*argv, task_type, timeout=120):

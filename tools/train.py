@@ -17,15 +17,12 @@ import sys
 
 from absl import app, flags, logging
 
-from deeplab_tf import console
-
-console.load_tensorflow()  # quiet TensorFlow's C++ lines; before deeplab_tf.train loads it
-from deeplab_tf.train import strategy as strategy_lib  # noqa: E402
+from deeplab_tf import cluster, console
 
 flags.DEFINE_string("experiment", None, "Module name in experiments/, e.g. voc_stage1.")
 flags.DEFINE_string("workdir", None, "Work dir: config.json, checkpoints/, train/ events.")
 flags.DEFINE_multi_string("set", [], "Config override key=value, e.g. train.steps=400.")
-flags.DEFINE_enum("strategy", "default", strategy_lib.STRATEGIES, "tf.distribute strategy.")
+flags.DEFINE_enum("strategy", "default", cluster.STRATEGIES, "tf.distribute strategy.")
 flags.mark_flags_as_required(["experiment", "workdir"])
 FLAGS = flags.FLAGS
 
@@ -33,25 +30,29 @@ FLAGS = flags.FLAGS
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    # What can be refused without TensorFlow is refused before it loads (a second, not ten)
+    # and before any cluster is joined.
+    from deeplab_tf import config as config_lib
     try:
-        role = strategy_lib.task_role(FLAGS.strategy)
+        role = cluster.task_role(FLAGS.strategy)
+        if role != "serve":
+            config = config_lib.load_experiment(FLAGS.experiment, FLAGS.set)
+        if role == "train":
+            config_lib.init_checkpoint_path(config)  # refuses an unset ImageNet start
+            cluster.check_supported(config.train, FLAGS.strategy)
     except ValueError as error:
         raise app.UsageError(str(error)) from None
+    tf = console.load_tensorflow(FLAGS.verbosity)
+    from deeplab_tf import train
+    from deeplab_tf.train import strategy as strategy_lib
     if role == "serve":
         strategy_lib.run_server()  # ps and worker tasks serve the chief until killed
         return
-    # Imports after the server branch: a server task needs none of the model code.
-    import tensorflow as tf
-    from deeplab_tf import config as config_lib
-    from deeplab_tf import train
-    try:
-        config = config_lib.load_experiment(FLAGS.experiment, FLAGS.set)
-        if role == "train":  # refused before any cluster is joined
-            config_lib.init_checkpoint_path(config)  # refuses an unset ImageNet start
+    if role == "train":
+        try:
             config_lib.model_builder(config.model.builder)  # refuses one that cannot load
-            strategy_lib.check_supported(config.train, FLAGS.strategy)
-    except ValueError as error:
-        raise app.UsageError(str(error)) from None
+        except ValueError as error:
+            raise app.UsageError(str(error)) from None
     if role == "evaluate":
         from deeplab_tf.evaluation import continuous
         logging.info("evaluator: evaluating each new checkpoint of %s", FLAGS.workdir)
@@ -79,4 +80,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    console.run(main)
+    console.run(main, tensorflow=False)  # loaded in main, after the refusals

@@ -29,6 +29,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from deeplab_tf import cluster
 from deeplab_tf import config as config_lib
 from deeplab_tf import modeling
 from deeplab_tf.train import checkpointing
@@ -88,7 +89,7 @@ class Trainer:
         self.is_async = self.kind == "parameter_server"
         self.is_chief, self.task_index = strategy_lib.worker_index(self.strategy)
         train = config.train
-        strategy_lib.check_supported(train, self.kind, self.strategy.num_replicas_in_sync)
+        cluster.check_supported(train, self.kind, self.strategy.num_replicas_in_sync)
         self.init_checkpoint = config_lib.init_checkpoint_path(config)  # refuses ""
         keras.utils.set_random_seed(train.seed)
         self._write_config()
