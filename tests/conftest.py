@@ -78,7 +78,7 @@ def make_synthetic_voc(root, num_train=16, num_val=6, seed=0):
     """Generates the synthetic VOC-layout set under root/source and builds it into
     root/tfds; returns a namespace (source_dir, data_dir, splits)."""
     from deeplab_tf import data
-    from deeplab_tf.data import synthetic
+    from deeplab_tf import synthetic
     source_dir, data_dir = str(root / "source"), str(root / "tfds")
     splits = synthetic.generate(source_dir, seed=seed, num_train=num_train, num_val=num_val)
     data.build("synthetic_voc", source_dir, data_dir)
@@ -98,7 +98,7 @@ def synthetic_voc(tmp_path_factory):
 def data_dir(tmp_path_factory):
     """A built `synthetic_voc` of 12 train / 4 val images, 40-60 px: its TFDS data_dir."""
     from deeplab_tf import data
-    from deeplab_tf.data import synthetic
+    from deeplab_tf import synthetic
     root = tmp_path_factory.mktemp("synthetic_tiny")
     synthetic.generate(root / "src", seed=0, num_train=12, num_val=4, min_size=40,
                        max_size=60)

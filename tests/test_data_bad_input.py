@@ -11,7 +11,7 @@ from PIL import Image
 
 from deeplab_tf import config as config_lib
 from deeplab_tf import data
-from deeplab_tf.data import synthetic
+from deeplab_tf import synthetic
 
 import data_layouts
 

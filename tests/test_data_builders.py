@@ -13,7 +13,7 @@ from cityscapesscripts.helpers import labels as cityscapes_labels  # test extra:
 from pycocotools import mask as mask_api  # test extra: no skip
 
 from deeplab_tf import data, visualization
-from deeplab_tf.data import synthetic
+from deeplab_tf import synthetic
 
 import data_layouts
 
@@ -149,3 +149,27 @@ def test_build_dataset_lists_the_builders():
                             check=True, capture_output=True, text=True,
                             cwd=os.path.dirname(os.path.dirname(__file__))).stdout
     assert listed.split() == list(data.BUILDERS)
+
+
+def test_make_synthetic_runs_without_tensorflow(tmp_path):
+    """The demo's first step needs numpy and PIL only: tools.make_synthetic runs where
+    TensorFlow cannot be imported (tests/no_tensorflow) and writes `synthetic.generate`'s
+    files for the same seed and sizes."""
+    import subprocess
+    import sys
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    shim = os.path.join(repo, "tests", "no_tensorflow")
+    sizes = dict(num_train=3, num_val=2, min_size=16, max_size=24)
+    result = subprocess.run(
+        [sys.executable, "-m", "tools.make_synthetic", f"--output_dir={tmp_path / 'tool'}",
+         *[f"--{name}={value}" for name, value in sizes.items()]],
+        env=dict(os.environ, PYTHONPATH=os.pathsep.join([shim, repo])), cwd=repo,
+        capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "wrote" in result.stdout and "(train 3, val 2, trainval 5)" in result.stdout
+    synthetic.generate(str(tmp_path / "library"), seed=0, **sizes)
+    files = sorted(p.relative_to(tmp_path / "library")
+                   for p in (tmp_path / "library").rglob("*") if p.is_file())
+    assert len(files) == 5 + 5 + 3  # images, labels, three split lists
+    assert all((tmp_path / "tool" / f).read_bytes() == (tmp_path / "library" / f).read_bytes()
+               for f in files)

@@ -12,7 +12,8 @@ import tensorflow_datasets as tfds
 
 from deeplab_tf import config as config_lib
 from deeplab_tf import data
-from deeplab_tf.data import pipeline, synthetic
+from deeplab_tf import synthetic
+from deeplab_tf.data import pipeline
 from deeplab_tf.modeling import MEAN_PIXEL
 
 HARD = (2, 9, 11, 16, 18)

@@ -18,7 +18,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from deeplab_tf import data  # noqa: F401  (registers the TFDS builders for tfds.load)
-from deeplab_tf.data import synthetic
+from deeplab_tf import synthetic
 
 
 @pytest.mark.slow

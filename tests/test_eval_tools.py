@@ -11,7 +11,7 @@ import tensorflow as tf
 import deeplab_tf.data
 from deeplab_tf import config as config_lib
 from deeplab_tf import evaluation, visualization
-from deeplab_tf.data import synthetic
+from deeplab_tf import synthetic
 from deeplab_tf.evaluation import evaluator, inference
 
 

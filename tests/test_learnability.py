@@ -17,7 +17,7 @@ import pytest
 import tensorflow as tf
 
 from deeplab_tf import config as config_lib
-from deeplab_tf.data import synthetic
+from deeplab_tf import synthetic
 from deeplab_tf.evaluation import inference, metrics
 from deeplab_tf.train import loss as loss_lib
 

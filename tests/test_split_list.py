@@ -2,7 +2,8 @@
 import pytest
 
 from deeplab_tf import data
-from deeplab_tf.data import synthetic, validation
+from deeplab_tf import synthetic
+from deeplab_tf.data import validation
 
 
 def test_a_repeated_name_is_refused_with_the_file_the_name_and_its_lines(tmp_path):

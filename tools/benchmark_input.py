@@ -25,7 +25,8 @@ import tensorflow as tf
 
 from deeplab_tf import config as config_lib
 from deeplab_tf import data
-from deeplab_tf.data import pipeline, synthetic
+from deeplab_tf import synthetic
+from deeplab_tf.data import pipeline
 from deeplab_tf.modeling import MEAN_PIXEL
 
 flags.DEFINE_string("dataset", "synthetic_voc", "Builder to read.")

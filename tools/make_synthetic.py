@@ -25,7 +25,7 @@ def main(argv):
     if not 8 <= FLAGS.min_size <= FLAGS.max_size:
         raise ValueError(f"need 8 <= --min_size <= --max_size, got {FLAGS.min_size} and "
                          f"{FLAGS.max_size}")
-    from deeplab_tf.data import synthetic
+    from deeplab_tf import synthetic
     splits = synthetic.generate(FLAGS.output_dir, seed=FLAGS.seed, num_train=FLAGS.num_train,
                                 num_val=FLAGS.num_val, min_size=FLAGS.min_size,
                                 max_size=FLAGS.max_size)
@@ -34,4 +34,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    console.run(main)
+    console.run(main, tensorflow=False)  # numpy and PIL only: no TensorFlow to wait for
