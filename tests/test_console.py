@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from deeplab_tf import config as config_lib
 from deeplab_tf import console
 
 CUDART = ("I0000 00:00:1795752282.920988    4740 cudart_stub.cc:31] Could not find cuda "
@@ -86,11 +87,21 @@ def test_a_tool_is_quiet_and_a_bad_input_is_one_line(tmp_path):
 
 
 def test_the_users_tf_cpp_min_log_level_shows_tensorflows_lines(tmp_path):
-    process = run_tool("tools.export", f"--workdir={tmp_path / 'nowhere'}",
-                       env={"TF_CPP_MIN_LOG_LEVEL": "0"})
+    """Also tools.export's refusal of a work dir without a checkpoint: one line, before a
+    model is built, nothing written. (A checkpoint of another class count is refused by
+    evaluation.restore_model, which tools.export shares with tools.evaluate: tested in
+    test_eval_inference and, on the command line, in test_eval_tools.)"""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "config.json").write_text(config_lib.to_json(config_lib.ExperimentConfig()))
+    process = run_tool("tools.export", f"--workdir={empty}", env={"TF_CPP_MIN_LOG_LEVEL": "0"})
     assert process.returncode == 1
     # TensorFlow logs INFO lines while it loads (CPU features, CUDA probing, devices).
     assert re.search(r"^I\d{4} ", process.stderr, re.MULTILINE), process.stderr
+    last = process.stderr.strip().splitlines()[-1]
+    assert last.startswith("tools.export: error: no checkpoint"), process.stderr[-2000:]
+    assert "Traceback" not in process.stderr
+    assert not os.path.exists(empty / "export")
 
 
 @pytest.mark.parametrize("error, line", [
