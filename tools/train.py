@@ -18,6 +18,7 @@ import sys
 from absl import app, flags, logging
 
 from deeplab_tf import cluster, console
+from deeplab_tf import config as config_lib  # no TensorFlow either
 
 flags.DEFINE_string("experiment", None, "Module name in experiments/, e.g. voc_stage1.")
 flags.DEFINE_string("workdir", None, "Work dir: config.json, checkpoints/, train/ events.")
@@ -32,7 +33,6 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     # What can be refused without TensorFlow is refused before it loads (a second, not ten)
     # and before any cluster is joined.
-    from deeplab_tf import config as config_lib
     try:
         role = cluster.task_role(FLAGS.strategy)
         if role != "serve":

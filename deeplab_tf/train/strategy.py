@@ -9,8 +9,9 @@ Every task of a cluster runs the same command; its TF_CONFIG task type says what
 (`deeplab_tf.cluster.task_role`): `ps` and `worker` tasks of a parameter-server cluster
 start a `tf.distribute.Server` and serve until killed, the `chief` (and, under
 multi_worker, every `worker`) trains, and an `evaluator` task evaluates each new
-checkpoint (TensorFlow's side-car evaluator convention). TF_CONFIG is read the way TensorFlow always reads it
-(`TFConfigClusterResolver`); the evaluator is not part of the training cluster.
+checkpoint (TensorFlow's side-car evaluator convention). TF_CONFIG is read the way
+TensorFlow always reads it (`TFConfigClusterResolver`); the evaluator is not part of the
+training cluster.
 """
 import json
 import os
