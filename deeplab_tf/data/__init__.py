@@ -6,6 +6,7 @@ Importing this package registers the builders `pascal_voc_seg`, `synthetic_voc`,
 from deeplab_tf.data.build import BUILDERS, build, count_report
 from deeplab_tf.data.cityscapes import CityscapesSeg
 from deeplab_tf.data.coco import CocoVocSeg
+from deeplab_tf.data.info import class_table
 from deeplab_tf.data.pipeline import eval_input, train_input
 from deeplab_tf.data.validation import DataError
 from deeplab_tf.data.voc import PascalVocSeg, SyntheticVoc
