@@ -28,8 +28,9 @@ IGNORE_VALUE = 255
 
 @dataclasses.dataclass
 class GeneratedExport:
-    """Where it was written, and the class ids (255 = ignore) each mask was given."""
+    """Where it was written, each image's pixels and its mask's class ids (255 = ignore)."""
     root: str
+    images: dict  # name -> uint8 HxWx3 (before JPEG compression, for the CVAT export)
     labels: dict  # name -> uint8 HxW
     table: classes.ClassTable  # what a build of `root` must record
 
@@ -90,7 +91,8 @@ def write_cvat_export(output_dir, seed=0, num_images=12, min_size=40, max_size=6
     with open(os.path.join(output_dir, "ImageSets", "Segmentation", "default.txt"),
               "w") as f:
         f.write("".join(n + "\n" for n in names))
-    return GeneratedExport(output_dir, {n: s[1] for n, s in scenes.items()}, table)
+    return GeneratedExport(output_dir, {n: s[0] for n, s in scenes.items()},
+                           {n: s[1] for n, s in scenes.items()}, table)
 
 
 def write_plain_folder(output_dir, seed=0, num_images=12, min_size=40, max_size=64,
@@ -109,4 +111,5 @@ def write_plain_folder(output_dir, seed=0, num_images=12, min_size=40, max_size=
     with open(os.path.join(output_dir, "classes.txt"), "w") as f:
         f.write("background\ncar 250,50,83\nperson\n")
     table = classes.ClassTable(CLASS_NAMES, ((0, 0, 0), (250, 50, 83), (128, 0, 0)))
-    return GeneratedExport(output_dir, {n: s[1] for n, s in scenes.items()}, table)
+    return GeneratedExport(output_dir, {n: s[0] for n, s in scenes.items()},
+                           {n: s[1] for n, s in scenes.items()}, table)
