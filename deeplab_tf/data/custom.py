@@ -16,6 +16,7 @@ that the code does not list from its own files (features, class names, metadata)
 `class_table("custom_seg/NAME", data_dir)` returns its `classes.ClassTable`.
 """
 import dataclasses
+import os
 import re
 import typing
 
@@ -112,6 +113,7 @@ def make_builder(dataset, manual_dir, data_dir=None, **options):
 def class_table(dataset, data_dir=None):
     """The `classes.ClassTable` recorded when "custom_seg/NAME" was built in `data_dir`."""
     config_name(dataset)
+    data_dir = data_dir and os.path.expanduser(os.fspath(data_dir))
     builder = tfds.builder(dataset, data_dir=data_dir)
     if not builder.is_prepared():
         raise FileNotFoundError(
