@@ -110,6 +110,23 @@ def test_image_and_mask_sizes_differ(tmp_path):
             f"{name}.png size {height}x{width}")
 
 
+def test_a_mask_drawn_on_the_photo_turned_by_its_exif_tag(tmp_path):
+    """The tool showed the JPEG turned by its EXIF orientation (6: 90 degrees clockwise)
+    and the mask follows; the stored pixels are not turned: the error says so."""
+    export = cvat_export(tmp_path)
+    name = export.names[0]
+    jpeg = tmp_path / "export" / "JPEGImages" / f"{name}.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(export.images[name]).save(jpeg, exif=exif)
+    path = mask_path(tmp_path, name)
+    Image.fromarray(np.rot90(np.array(Image.open(path)), -1)).save(path)
+    height, width = export.labels[name].shape
+    assert height != width
+    refused(tmp_path, f"{path}: mask size {width}x{height} does not match",
+            f"size {height}x{width}; the image's EXIF orientation 6 turns it")
+
+
 LABELMAP = "# label:color_rgb:parts:actions\nbackground:0,0,0::\ncar:250,50,83::\n" \
            "person:61,61,245::\n"
 

@@ -48,7 +48,9 @@ def build(dataset, manual_dir, data_dir=None, progress_every=500, overwrite=Fals
     download_mode = tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS
     if custom.is_custom(dataset):
         builder = custom.make_builder(dataset, manual_dir, data_dir, **options)
-        if builder.is_prepared():
+        # Not is_prepared(): TFDS warns about a folder that is not there. An existing
+        # folder is a finished build (TFDS renames its temporary folder at the end).
+        if os.path.exists(builder.data_dir):
             if not overwrite:
                 raise FileExistsError(f"{dataset} is already built in {builder.data_dir}; "
                                       f"pass --overwrite to build it again from "

@@ -115,7 +115,7 @@ def class_table(dataset, data_dir=None):
     config_name(dataset)
     data_dir = data_dir and os.path.expanduser(os.fspath(data_dir))
     builder = tfds.builder(dataset, data_dir=data_dir)
-    if not builder.is_prepared():
+    if not os.path.isfile(os.path.join(builder.data_dir, "dataset_info.json")):
         raise FileNotFoundError(
             f"dataset {dataset!r} is not built in {builder.data_dir}; run python -m "
             f"tools.build_dataset --dataset={dataset} --manual_dir=EXPORT_DIR "

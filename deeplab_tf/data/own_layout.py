@@ -35,6 +35,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 LAYOUTS = {"voc": ("JPEGImages", "SegmentationClass"), "folder": ("images", "masks")}
 CLASS_FILE_NAMES = ("labelmap.txt", "classes.txt")
 SHOWN = 5  # names listed in an error before "and N more"
+_ORIENTATION = 0x0112  # the EXIF tag
 
 
 def _listing(names):
@@ -231,9 +232,11 @@ class OwnLayout:
         return np.where(ignored, class_files.STORED_IGNORE, values).astype(np.uint8)
 
     def _image_size(self, path):
+        """(height, width, EXIF orientation) from the header, as the stored bytes decode:
+        TensorFlow's decoders do not apply the EXIF orientation."""
         try:
             with Image.open(path) as image:
-                return image.height, image.width
+                return image.height, image.width, image.getexif().get(_ORIENTATION, 1)
         except (OSError, UnidentifiedImageError, SyntaxError) as error:
             raise DataError(f"{path}: corrupt or truncated image ({error})") from None
 
@@ -243,11 +246,17 @@ class OwnLayout:
         per_name = {}
         for name in sorted({n for names in self.splits.values() for n in names}):
             label = self.read_mask(self.masks[name])
-            height, width = self._image_size(self.images[name])
+            height, width, orientation = self._image_size(self.images[name])
             if label.shape != (height, width):
+                # An annotation tool that showed the photo turned by its EXIF tag drew the
+                # mask turned too; the pixels stored here are not turned.
+                turned = (f"; the image's EXIF orientation {orientation} turns it by 90 "
+                          f"degrees: store the image turned (PIL's ImageOps.exif_transpose)"
+                          if orientation in (5, 6, 7, 8) and label.shape == (width, height)
+                          else "")
                 raise DataError(f"{self.masks[name]}: mask size {label.shape[0]}x"
                                 f"{label.shape[1]} does not match image "
-                                f"{self.images[name]} size {height}x{width}")
+                                f"{self.images[name]} size {height}x{width}{turned}")
             per_name[name] = np.bincount(label.ravel(), minlength=256)
         pixel_counts, ignored = {}, {}
         for split, names in self.splits.items():
