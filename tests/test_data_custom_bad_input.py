@@ -237,3 +237,10 @@ def test_a_refused_rebuild_keeps_the_old_build(tmp_path):
                          split="train+val")
     assert sorted(ex["file_name"].decode() for ex in tfds.as_numpy(examples)) == \
         export.names
+
+
+@pytest.mark.parametrize("fraction", [1.0, -0.1])
+def test_a_validation_fraction_outside_0_1(tmp_path, fraction):
+    cvat_export(tmp_path)
+    refused(tmp_path, f"the validation fraction must lie in [0, 1), got {fraction}",
+            val_fraction=fraction)

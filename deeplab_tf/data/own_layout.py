@@ -82,8 +82,6 @@ def _stems(directory, suffixes, what):
 def hold_out(names, fraction, seed):
     """(train, val): `fraction` of the sorted names, drawn by `seed`, held out as val."""
     names = sorted(names)
-    if not 0 <= fraction < 1:
-        raise DataError(f"the validation fraction must lie in [0, 1), got {fraction}")
     if len(names) < 2:
         raise DataError(f"cannot hold out a validation split from {len(names)} image(s); "
                         f"add images or set the validation fraction to 0")
@@ -107,6 +105,9 @@ class OwnLayout:
         self.table = self.class_file.table
         self.ignore_value = int(ignore_value)
         self.val_fraction, self.split_seed = float(val_fraction), int(split_seed)
+        if not 0 <= self.val_fraction < 1:
+            raise DataError(f"the validation fraction must lie in [0, 1), got "
+                            f"{val_fraction}")
         self.images = _stems(self.image_dir, IMAGE_SUFFIXES, "image")
         self.masks = _stems(mask_dir, (".png",), "mask")
         self._check_pairs(self.image_dir, mask_dir)
