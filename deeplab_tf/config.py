@@ -64,7 +64,7 @@ class TrainConfig:
     batch_size: int = 16
     base_learning_rate: float = 0.007
     learning_rate_power: float = 0.9
-    # "momentum": the paper's (TF1 MomentumOptimizer, train/optimizer.py); "adam" only for
+    # "momentum": the authors' (TF1 MomentumOptimizer, train/optimizer.py); "adam" only for
     # short runs from scratch (the CPU demo).
     optimizer: str = "momentum"
     momentum: float = 0.9

@@ -8,7 +8,7 @@ towards the map size, fewer weights stay valid, until only the centre one does a
 ASPP. Figure 4 plots, for each rate, the fraction of output positions with 1, 4 and 9
 valid weights of a 3x3 filter on a 65x65 map.
 
-NumPy only. `python -m tools.valid_weights` writes the CSV and the plot.
+NumPy only. `python -m tools.bench.valid_weights` writes the CSV and the plot.
 """
 import numpy as np
 

@@ -101,8 +101,8 @@ def test_tensorflow_on_a_gpu_takes_the_output_taps_route(monkeypatch):
 def test_benchmark_tool_prints_both_timings_as_json():
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     done = subprocess.run(
-        [sys.executable, "-m", "tools.benchmark_atrous_conv", "--size=5", "--channels_in=4",
-         "--channels_out=3", "--rate=6", "--batch_size=2", "--steps=1"],
+        [sys.executable, "-m", "tools.bench.benchmark_atrous_conv", "--size=5",
+         "--channels_in=4", "--channels_out=3", "--rate=6", "--batch_size=2", "--steps=1"],
         cwd=repo, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), capture_output=True,
         text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-3000:]

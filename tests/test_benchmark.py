@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import pytest
 
-from deeplab_tf import benchmarking
+from tools.bench import benchmarking
 from deeplab_tf import modeling
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -37,7 +37,7 @@ NO_TENSORFLOW = (
     "            raise ImportError('no tensorflow on this machine')\n"
     "sys.meta_path.insert(0, NoTensorFlow())\n"
     "sys.argv = ['benchmark'] + sys.argv[1:]\n"
-    "runpy.run_module('tools.benchmark', run_name='__main__')\n")
+    "runpy.run_module('tools.bench.benchmark', run_name='__main__')\n")
 
 
 def _run_jax(args):
@@ -136,8 +136,9 @@ def _layer_list_flops(output_stride, depth=101, crop=513, num_classes=21):
 
 @pytest.mark.parametrize("output_stride,gflops", [(16, 137.8), (8, 490.2)])
 def test_conv_flops_of_resnet101_equal_the_layer_list(output_stride, gflops):
-    # The README's figures. (SPEC.md: torch's FlopCounterMode gives about 143 / 497 for
-    # torchvision's model, whose head has one more 3x3 conv and no image pooling.)
+    # The figures of docs/benchmarks.md. (SPEC.md: torch's FlopCounterMode gives about
+    # 143 / 497 for torchvision's model, whose head has one more 3x3 conv and no image
+    # pooling.)
     flops = benchmarking.conv_flops_per_image(benchmarking.build_model(101, output_stride,
                                                                        513))
     assert flops == _layer_list_flops(output_stride)

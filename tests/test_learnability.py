@@ -3,7 +3,7 @@
 A check that model, loss and inference fit together (a mismatch in label alignment,
 the ignore label, batch-norm statistics or the logits' upsampling keeps the mIoU far below
 0.9), small enough for every CI run: four 33x33 scenes (2-3 classes each, 6 in all), output
-stride 8 (5x5 features), 30 steps of Adam at 3e-3 instead of the paper's momentum SGD
+stride 8 (5x5 features), 30 steps of Adam at 3e-3 instead of the authors' momentum SGD
 because it gets there in fewer steps, then the scenes go through the evaluation path
 (`inference.predict_labels`, batch norm in inference mode) and one confusion matrix.
 

@@ -1,4 +1,5 @@
-"""tools.profile_step writes a trace; tools.summarize_trace adds up its kernels by family."""
+"""tools.bench.profile_step writes a trace; tools.bench.summarize_trace adds up its kernels
+by family."""
 import os
 import subprocess
 import sys
@@ -6,7 +7,7 @@ import sys
 import pytest
 from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
-from tools import summarize_trace
+from tools.bench import summarize_trace
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -49,7 +50,7 @@ def test_profile_step_writes_a_trace_that_summarize_reads(tmp_path):
     trace = tmp_path / "infer.xplane.pb"
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     done = subprocess.run(
-        [sys.executable, "-m", "tools.profile_step", "--mode=infer", "--depth=50",
+        [sys.executable, "-m", "tools.bench.profile_step", "--mode=infer", "--depth=50",
          "--batch_size=1", "--crop_size=33", "--precision=fp32", "--warmup=1", "--steps=1",
          f"--output={trace}"], cwd=REPO, env=env, capture_output=True, text=True,
         timeout=600, check=False)
@@ -58,7 +59,7 @@ def test_profile_step_writes_a_trace_that_summarize_reads(tmp_path):
     report = summarize_trace.summarize_file(str(trace), "/host:CPU", steps=1, top=5)
     assert report and all(figures["lines_ms"] for figures in report.values())
     # No GPU plane in a CPU trace: a clear error that names the file and lists the planes
-    # there are (tools.summarize_trace prints it as its one error line).
+    # there are (tools.bench.summarize_trace prints it as its one error line).
     with pytest.raises(ValueError, match=r"no plane starting with '/device:GPU' in .*"
                                          r"infer\.xplane\.pb; planes: \[.*'/host:CPU'"):
         summarize_trace.summarize_file(str(trace), "/device:GPU", steps=1, top=5)

@@ -11,7 +11,7 @@ statistics, momentum and step agree. The runs are in float64: in float32 a rando
 initialised network amplifies rounding so much that the strategies differ visibly after
 one update (WORKSPACE_NOTES.md, "the one-device vs mirrored gap"); in float64 the same
 comparison holds to 1e-9. The same comparison on the smoke R-50 itself:
-`python -m tools.replica_numerics` (WORKSPACE_NOTES.md).
+`python -m tools.bench.replica_numerics` (WORKSPACE_NOTES.md).
 """
 import glob
 import json

@@ -12,6 +12,7 @@ workers that restore different steps (work dirs that are not shared) stop with a
 """
 import glob
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -75,6 +76,12 @@ def test_sigkill_and_restart_resumes_with_identical_losses(data_dir, tmp_path):
     result = subprocess.run(command(killed, data_dir), cwd=REPO, timeout=600,
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
+    # The log (the tool's own "HH:MM:SS message" lines, whatever TensorFlow's C++ code
+    # printed before them) opens with the strategy as the user named it: the default here.
+    own = [line for line in result.stderr.splitlines()
+           if re.match(r"\d\d:\d\d:\d\d ", line)]
+    assert re.fullmatch(rf"\d\d:\d\d:\d\d training smoke in {re.escape(str(killed))} "
+                        r"with --strategy=default \(1 replica\)", own[0]), own[:3]
     assert f"at step {resumed_at}" in result.stderr
     expected, got = losses(reference), losses(killed)
     assert sorted(expected) == list(range(1, STEPS + 1))
@@ -175,6 +182,7 @@ def test_multi_worker_stops_when_workers_restore_different_steps(data_dir, tmp_p
     texts = [log.read_text() for log in logs]
     assert codes == [5, 5], [t[-3000:] for t in texts]
     for text in texts:
+        assert "with --strategy=multi_worker (2 replicas)" in text
         assert "the workers restored different steps [2, 0]" in text
         assert "the work dir must be one shared directory" in text
     assert "found no checkpoint in" in texts[1] and f"{other_dir}/checkpoints" in texts[1]

@@ -76,7 +76,7 @@ def test_bad_arguments():
 
 
 def test_tool_writes_csv_and_png(tmp_path):
-    subprocess.run([sys.executable, "-m", "tools.valid_weights", "--feature_size=65",
+    subprocess.run([sys.executable, "-m", "tools.bench.valid_weights", "--feature_size=65",
                     "--max_rate=70", f"--output_dir={tmp_path}"], check=True, timeout=120)
     with open(tmp_path / "valid_weights.csv", newline="") as f:
         rows = list(csv.reader(f))

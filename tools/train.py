@@ -11,7 +11,8 @@ comes from TF_CONFIG, and every task of a cluster runs this same command: `chief
 `worker` tasks train (under parameter_server the workers and `ps` tasks serve the chief),
 an `evaluator` task evaluates each new checkpoint into WORKDIR/eval. The work dir must be
 one directory every task sees at the same path. Running it again on the same work dir
-resumes from the latest checkpoint (README: what resumes how under each strategy).
+resumes from the latest checkpoint (docs/clusters.md: what resumes how under each
+strategy).
 """
 import sys
 
@@ -59,8 +60,10 @@ def main(argv):
         continuous.watch(config, FLAGS.workdir, skip_evaluated=True)
         return
     strategy = strategy_lib.make_strategy(FLAGS.strategy)
-    logging.info("training %s in %s with %s (%d replicas)", config.name, FLAGS.workdir,
-                 type(strategy).__name__, strategy.num_replicas_in_sync)
+    # The strategy as the user named it, not its class (_DefaultDistributionStrategy).
+    replicas = strategy.num_replicas_in_sync
+    logging.info("training %s in %s with --strategy=%s (%d replica%s)", config.name,
+                 FLAGS.workdir, FLAGS.strategy, replicas, "" if replicas == 1 else "s")
     try:
         train.train(config, FLAGS.workdir, strategy)
     except train.NonFiniteLossError as error:

@@ -18,7 +18,7 @@ _SKIP = {"image": tfds.decode.SkipDecoding(), "label": tfds.decode.SkipDecoding(
 # Measured here: a float32 crop batch (16 x 513 x 513 x 3 = 50 MB) is freshly mmapped by
 # glibc for every batch, and the page faults cost more than the augmentation's resize.
 # With transparent huge pages and freed memory kept in the heap, the input pipeline is
-# about 20% faster per core (tools/benchmark_input.py). glibc reads this at process start:
+# about 20% faster per core (tools/bench/benchmark_input.py). glibc reads this at process start:
 # export GLIBC_TUNABLES=... before launching training.
 MALLOC_TUNABLES = ("glibc.malloc.hugetlb=1:glibc.malloc.mmap_threshold=33554432:"
                    "glibc.malloc.trim_threshold=1073741824")

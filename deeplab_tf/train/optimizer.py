@@ -1,8 +1,8 @@
 """SGD with momentum as TF1's MomentumOptimizer, and the authors' gradient multipliers.
 
-Paper 4.1 trains with "momentum = 0.9" and the "poly" learning rate; the authors' train.py
-runs tf.train.MomentumOptimizer, which accumulates the raw gradient and multiplies by the
-learning rate of the current step:
+Paper 4.1 gives the "poly" learning rate but names no optimizer; the authors' train.py runs
+tf.train.MomentumOptimizer with momentum 0.9, which accumulates the raw gradient and
+multiplies by the learning rate of the current step:
 
     a <- m a + g;    w <- w - lr_t a
 
@@ -88,7 +88,7 @@ class MomentumOptimizer(_GradientMultipliers, keras.optimizers.SGD):
 
     Args:
       learning_rate: a float, schedule or callable, as for keras.optimizers.SGD.
-      momentum: m, the paper's 0.9.
+      momentum: m, the authors' 0.9 (train.py).
       gradient_multipliers: {variable.path: multiplier}; variables not named get 1.
     """
 
@@ -117,7 +117,7 @@ class AdamOptimizer(_GradientMultipliers, keras.optimizers.Adam):
     """Keras' Adam with the same per-variable gradient multipliers (not the paper's).
 
     Only for short runs from scratch (the CPU demo, experiments/demo.py), where the
-    paper's momentum SGD, made for 30K steps from ImageNet weights, learns too slowly.
+    authors' momentum SGD, made for 30K steps from ImageNet weights, learns too slowly.
     """
 
     def update_step(self, gradient, variable, learning_rate):

@@ -1,11 +1,11 @@
 r"""Where a training or inference step's time goes: a profiler trace of a few steps.
 
-Builds the same model and step as tools/benchmark.py, runs the warm-up (the compile), then
+Builds the same model and step as tools/bench/benchmark.py, runs the warm-up (the compile), then
 traces --steps steps with the active backend's profiler (jax.profiler on JAX,
 tf.profiler on TensorFlow) and copies the trace to --output as one .xplane.pb file, which
-`python -m tools.summarize_trace` turns into a table of device time per kernel family.
+`python -m tools.bench.summarize_trace` turns into a table of device time per kernel family.
 
-    KERAS_BACKEND=jax python -m tools.profile_step --mode=train --precision=bf16 \
+    KERAS_BACKEND=jax python -m tools.bench.profile_step --mode=train --precision=bf16 \
         --batch_size=16 --crop_size=513 --output=/tmp/train.xplane.pb
 """
 import glob
@@ -33,7 +33,7 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     import keras
-    from deeplab_tf import benchmarking
+    from tools.bench import benchmarking
 
     run, sync, images, labels, _ = benchmarking.build_step(
         FLAGS.mode, depth=FLAGS.depth, output_stride=FLAGS.output_stride,

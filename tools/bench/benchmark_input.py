@@ -1,7 +1,8 @@
 """Measures the training input pipeline (paper 4.1 augmentation) in examples per second.
 
-    python -m tools.benchmark_input                      # generated VOC-sized JPEGs
-    python -m tools.benchmark_input --dataset=pascal_voc_seg --data_dir=~/tensorflow_datasets
+    python -m tools.bench.benchmark_input                # generated VOC-sized JPEGs
+    python -m tools.bench.benchmark_input --dataset=pascal_voc_seg \
+        --data_dir=~/tensorflow_datasets
 
 Without --data_dir it generates --num_images scenes of 375-500 pixel sides (VOC images
 are about 500x375), builds them as `synthetic_voc` in a temporary directory and times
@@ -103,7 +104,7 @@ def examples_per_second(data_config, threads, baseline=False):
 def main(argv):
     del argv
     if FLAGS.malloc_tuning and os.environ.get("GLIBC_TUNABLES") != pipeline.MALLOC_TUNABLES:
-        os.execve(sys.executable, [sys.executable, "-m", "tools.benchmark_input"] +
+        os.execve(sys.executable, [sys.executable, "-m", "tools.bench.benchmark_input"] +
                   sys.argv[1:], dict(os.environ, GLIBC_TUNABLES=pipeline.MALLOC_TUNABLES))
     with tempfile.TemporaryDirectory() as directory:
         data_config = config_lib.DataConfig(dataset=FLAGS.dataset, train_split=FLAGS.split,

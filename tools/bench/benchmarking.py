@@ -1,8 +1,8 @@
 """Speed measurement of DeepLabv3 (paper 4.1 training step, 3 inference) on any Keras backend.
 
-`tools/benchmark.py` is the command; this module holds what it measures with, so that a test
-or a notebook can call the same code. Nothing here imports TensorFlow or JAX at module level:
-the GPU machine has JAX and no TensorFlow, and this machine uses TensorFlow.
+`tools/bench/benchmark.py` is the command; this module holds what it measures with, so that
+a test or a notebook can call the same code. Nothing here imports TensorFlow or JAX at module
+level: the GPU machine has JAX and no TensorFlow, and this machine uses TensorFlow.
 
 - Training step: softmax cross-entropy over the pixels whose label is not 255, on logits
   upsampled bilinearly to the crop (paper 4.1, Table 8), SGD with momentum 0.9 and weight
@@ -89,7 +89,8 @@ def softmax_cross_entropy(labels, logits, ignore_label=IGNORE_LABEL):
 
 
 def make_optimizer(precision, learning_rate=0.007):
-    """SGD, momentum 0.9, weight decay 1e-4 (paper 4.1); loss scaling for fp16."""
+    """SGD, momentum 0.9, weight decay 1e-4 (the authors' train.py for ResNet); for fp16
+    a loss scale."""
     optimizer = keras.optimizers.SGD(learning_rate=learning_rate, momentum=0.9,
                                      weight_decay=1e-4)
     if precision == "fp16":
@@ -306,7 +307,7 @@ def peak_memory():
 
 
 def comparable_memory(name, result):
-    """Peak memory of one side-by-side measurement (tools.benchmark_vs_torchvision), like
+    """Peak memory of one side-by-side measurement (tools.bench.benchmark_vs_torchvision), like
     for like between ours ("deeplab_tf") and the anchor ("torchvision"), in GiB.
 
     On a GPU: training compares the timed steps' peak (torch resets its peak after the
@@ -417,7 +418,7 @@ def build_step(mode, depth=101, output_stride=16, batch_size=16, crop_size=513,
 def measure(mode, depth=101, output_stride=16, batch_size=16, crop_size=513,
             precision="fp32", xla=False, steps=10, warmup=3, num_classes=21,
             fold_batch_norm=True):
-    """Runs the benchmark and returns its figures as a dict (see tools/benchmark.py)."""
+    """Runs the benchmark and returns its figures as a dict (see tools/bench/benchmark.py)."""
     if steps < 1 or warmup < 1:
         raise ValueError(f"steps and warmup must be >= 1 (warm-up holds the compile), "
                          f"got steps={steps} warmup={warmup}")

@@ -1,11 +1,11 @@
 r"""Device time per kernel family and the busiest kernels of a profiler trace (.xplane.pb).
 
-Reads the trace that tools/profile_step.py writes (on any machine with TensorFlow, whose
+Reads the trace that tools/bench/profile_step.py writes (on any machine with TensorFlow, whose
 protobuf definitions of XSpace it uses) and prints, per device plane, the time of every
 timeline line and, for the lines that hold kernels, time by family (convolution, matrix
 product, reduction, elementwise fusion, copy) and the --top kernels.
 
-    python -m tools.summarize_trace --trace=/tmp/train.xplane.pb --steps=3
+    python -m tools.bench.summarize_trace --trace=/tmp/train.xplane.pb --steps=3
 """
 import collections
 import json

@@ -1,7 +1,7 @@
 """Times one 3x3 atrous convolution: TensorFlow's dilated kernel against the shifted taps.
 
-    python -m tools.benchmark_atrous_conv --size=21 --channels_in=2048 --channels_out=256 \
-        --rate=18 --batch_size=8 --mode=train
+    python -m tools.bench.benchmark_atrous_conv --size=21 --channels_in=2048 \
+        --channels_out=256 --rate=18 --batch_size=8 --mode=train
 
 The figures behind `deeplab_tf.modeling.atrous_conv.TAPS_MIN_RATE` (WORKSPACE_NOTES.md,
 "Speed on this CPU"). Prints one JSON line: ms per call (median of --steps after one

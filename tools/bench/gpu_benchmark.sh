@@ -2,16 +2,17 @@
 # Issue 14's comparison on one GPU in one or two calls of the device tool (JAX backend: no
 # TensorFlow there): for each precision, training R101 OS 16 crop 513 batch 16, then
 # inference OS 8 batch 1 and OS 16 batch 16, each against torchvision's anchor in the same
-# call; speed and like-for-like memory (tools/benchmark_vs_torchvision.py says which peak
+# call; speed and like-for-like memory (tools/bench/benchmark_vs_torchvision.py says which peak
 # each side reports). Wheels (keras, namex, optree) and a copy of the anchor go in .whl/
 # (see WORKSPACE_NOTES.md); figures land in $OUT/<part>_<precision>*.jsonl.
-#   run(command="PARTS=train bash tools/gpu_benchmark.sh", carry=[".whl"], timeout_s=560)
-#   run(command="PARTS=infer bash tools/gpu_benchmark.sh", carry=[".whl"], timeout_s=560)
+#   run(command="PARTS=train bash tools/bench/gpu_benchmark.sh", carry=[".whl"], timeout_s=560)
+#   run(command="PARTS=infer bash tools/bench/gpu_benchmark.sh", carry=[".whl"], timeout_s=560)
 # PARTS (train infer), PRECISIONS (bf16 fp32), ROUNDS, SIZE, TRAIN_STEPS, INFER_STEPS,
 # DEVICE, PY, TORCH_PYTHON and XLA_VARIANT (extra XLA_FLAGS for one more fp32 training run
 # of ours alone) override the defaults. A CPU dry run at a tiny size:
 #   SIZE=65 DEPTH=50 DEVICE=cpu TRAIN_BATCH=2 TRAIN_STEPS=1 INFER_STEPS=1 \
-#   PY=.venv/bin/python TORCH_PYTHON=/path/to/torch/python OUT=/tmp/out bash tools/gpu_benchmark.sh
+#   PY=.venv/bin/python TORCH_PYTHON=/path/to/torch/python OUT=/tmp/out \
+#   bash tools/bench/gpu_benchmark.sh
 set -u -o pipefail
 OUT=${OUT:?set OUT to a folder for the figures}
 SIZE=${SIZE:-513}
@@ -36,11 +37,11 @@ nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,driver_version --format=c
 "$PY" -c "import jax, keras; print('jax', jax.__version__, 'keras', keras.__version__)" \
   2>&1 | tee -a "$OUT/gpu.txt"
 
-side_by_side() {  # name, timeout, then tools.benchmark_vs_torchvision flags
+side_by_side() {  # name, timeout, then tools.bench.benchmark_vs_torchvision flags
   local name=$1 limit=$2
   shift 2
   echo "== $name" >&2
-  timeout "$limit" "$PY" -m tools.benchmark_vs_torchvision --device="$DEVICE" \
+  timeout "$limit" "$PY" -m tools.bench.benchmark_vs_torchvision --device="$DEVICE" \
     --torch_python="$TORCH_PYTHON" --anchor="$ANCHOR" --depth="$DEPTH" \
     --crop_size="$SIZE" --rounds="$ROUNDS" "$@" 2>&1 | tee "$OUT/$name.jsonl"
 }
@@ -61,7 +62,8 @@ for part in $PARTS; do
 done
 if [ -n "${XLA_VARIANT:-}" ]; then
   echo "== ours, fp32 training with XLA_FLAGS=$XLA_VARIANT" >&2
-  XLA_FLAGS="$XLA_VARIANT" timeout 200 "$PY" -m tools.benchmark --mode=train --precision=fp32 \
-    --depth="$DEPTH" --output_stride=16 --batch_size="$TRAIN_BATCH" --crop_size="$SIZE" \
-    --steps="${TRAIN_STEPS:-20}" --warmup=3 2>&1 | tee "$OUT/train_fp32_variant.jsonl"
+  XLA_FLAGS="$XLA_VARIANT" timeout 200 "$PY" -m tools.bench.benchmark --mode=train \
+    --precision=fp32 --depth="$DEPTH" --output_stride=16 --batch_size="$TRAIN_BATCH" \
+    --crop_size="$SIZE" --steps="${TRAIN_STEPS:-20}" --warmup=3 2>&1 \
+    | tee "$OUT/train_fp32_variant.jsonl"
 fi

@@ -3,19 +3,19 @@ r"""Training throughput, inference latency, memory and FLOPs of DeepLabv3, as on
 Synthetic inputs; warm-up steps (which hold the compile) are not timed. Runs on whatever
 Keras backend is active: TensorFlow here, JAX on the GPU machine (which has no TensorFlow).
 
-    python -m tools.benchmark --mode=train --depth=101 --output_stride=16 \
+    python -m tools.bench.benchmark --mode=train --depth=101 --output_stride=16 \
         --batch_size=16 --crop_size=513 --precision=bf16
-    python -m tools.benchmark --mode=infer --depth=101 --output_stride=16 \
+    python -m tools.bench.benchmark --mode=infer --depth=101 --output_stride=16 \
         --batch_size=1 --crop_size=513 --precision=fp32
 
 Prints: images_per_s (train), ms_median and ms_min per batch (infer), peak_memory_gib
 (device peak on a GPU, host peak RSS on a CPU: peak_memory_kind says which),
-gflops_forward_per_image (counted from the layer list: deeplab_tf/benchmarking.py), and
+gflops_forward_per_image (counted from the layer list: tools/bench/benchmarking.py), and
 achieved TFLOP/s and model FLOP utilisation (mfu) where the chip's peak is known.
 Inference serves the batch-norm-folded copy of the model (--nofold_batch_norm: as trained)
 and returns logits at the image size, as torchvision's DeepLabV3 does.
 Compare with the peer in the same session: ../shared/bench/torchvision_anchor.py, and
-tools/benchmark_vs_torchvision.py runs both alternately on a CPU.
+tools/bench/benchmark_vs_torchvision.py runs both alternately on a CPU.
 """
 import json
 
@@ -40,7 +40,7 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     # Imported here so that --help answers without starting a backend.
-    from deeplab_tf import benchmarking
+    from tools.bench import benchmarking
     result = benchmarking.measure(
         FLAGS.mode, depth=FLAGS.depth, output_stride=FLAGS.output_stride,
         batch_size=FLAGS.batch_size, crop_size=FLAGS.crop_size, precision=FLAGS.precision,

@@ -1,17 +1,17 @@
 r"""Ours against torchvision's DeepLabv3 on one machine, alternately, with medians and the ratio.
 
-Each round runs `tools.benchmark` and the peer's anchor script (../shared/bench/
+Each round runs `tools.bench.benchmark` and the peer's anchor script (../shared/bench/
 torchvision_anchor.py, in a Python that has torch and torchvision) as separate processes,
 swapping which goes first every round, so that drifting load from other work on a shared
 machine falls on both alike. Prints every measurement as a JSON line, then a summary line:
 medians over rounds, the ratio ours / torchvision (latency for infer, throughput for train),
 and the load average before and after (a loaded machine makes all figures slower).
 On the GPU machine (JAX, no TensorFlow) the same tool runs with --device=cuda and
---torch_python=python3; docs in README's benchmarks section.
+--torch_python=python3; docs/benchmarks.md has the figures.
 
-    python -m tools.benchmark_vs_torchvision --torch_python=/work/bench-venv/bin/python \
+    python -m tools.bench.benchmark_vs_torchvision --torch_python=/work/bench-venv/bin/python \
         --mode=infer --output_stride=16 --batch_size=1 --crop_size=513 --rounds=5
-    python -m tools.benchmark_vs_torchvision --torch_python=/work/bench-venv/bin/python \
+    python -m tools.bench.benchmark_vs_torchvision --torch_python=/work/bench-venv/bin/python \
         --mode=train --batch_size=2 --crop_size=321 --steps=3 --rounds=3
 
 Precision is fp32 on both sides by default: the anchor's own default is bf16 autocast,
@@ -26,7 +26,7 @@ import sys
 from absl import app
 from absl import flags
 
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 flags.DEFINE_string("torch_python", None, "Python with torch and torchvision installed.")
 flags.DEFINE_string("anchor", os.path.join(_REPO, "..", "shared", "bench",
@@ -44,7 +44,7 @@ flags.DEFINE_integer("crop_size", 513, "Square input size.")
 flags.DEFINE_integer("steps", 5, "Timed steps per process.")
 flags.DEFINE_integer("warmup", 2, "Untimed steps per process.")
 flags.DEFINE_integer("rounds", 3, "Alternating rounds (one process of each per round).")
-flags.DEFINE_list("ours_flags", [], "Extra flags for tools.benchmark, e.g. --xla.")
+flags.DEFINE_list("ours_flags", [], "Extra flags for tools.bench.benchmark, e.g. --xla.")
 flags.DEFINE_integer("threads", 0, "CPU threads for both sides (OMP_NUM_THREADS, "
                      "TF_NUM_INTRAOP_THREADS); 0 leaves each library's default.")
 flags.mark_flag_as_required("torch_python")
@@ -88,7 +88,7 @@ def _json_lines(command, cwd):
 
 
 def ours():
-    command = [sys.executable, "-m", "tools.benchmark", f"--mode={FLAGS.mode}",
+    command = [sys.executable, "-m", "tools.bench.benchmark", f"--mode={FLAGS.mode}",
                f"--depth={FLAGS.depth}", f"--batch_size={FLAGS.batch_size}",
                f"--crop_size={FLAGS.crop_size}", f"--precision={FLAGS.precision}",
                f"--steps={FLAGS.steps}", f"--warmup={FLAGS.warmup}",
@@ -119,7 +119,7 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     # The memory rules only: this process runs no model (and must not claim a GPU).
-    from deeplab_tf import benchmarking
+    from tools.bench import benchmarking
     key = "ms_median" if FLAGS.mode == "infer" else "images_per_s"
     load_before = os.getloadavg()
     figures = {"deeplab_tf": [], "torchvision": []}

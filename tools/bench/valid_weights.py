@@ -1,6 +1,6 @@
 r"""Figure 4 of the paper: valid weights of a 3x3 atrous filter on a 65x65 feature map.
 
-    python -m tools.valid_weights --output_dir=/tmp/figure4
+    python -m tools.bench.valid_weights --output_dir=/tmp/figure4
 
 writes valid_weights.csv (one row per atrous rate: the fraction of output positions with
 exactly 1, 2, 4, 6 or 9 valid weights; a square map never gives 3 because a rate that

@@ -1,7 +1,7 @@
 """Times an exported SavedModel as a fresh server process meets it: load, first, steady.
 
-    python -m tools.time_serving --export_dir=runs/demo/train_run/export --size=513
-    python -m tools.time_serving --export_dir=... --size=513 --warm_up   # run the records
+    python -m tools.bench.time_serving --export_dir=runs/demo/train_run/export --size=513
+    python -m tools.bench.time_serving --export_dir=... --size=513 --warm_up   # run the records
 
 Prints one JSON line: seconds to import TensorFlow, to `tf.saved_model.load`, to run the
 export's warm-up records (--warm_up), the first request and the median of the next

@@ -1,7 +1,7 @@
 """Size of a training checkpoint at the paper's setting, by part (issue 11).
 
-    python -m tools.measure_checkpoint --workdir=/tmp/ckpt_size --num_images=1100
-    python -m tools.measure_checkpoint --workdir=/tmp/ckpt_size --data_dir=~/tfds \
+    python -m tools.bench.measure_checkpoint --workdir=/tmp/ckpt_size --num_images=1100
+    python -m tools.bench.measure_checkpoint --workdir=/tmp/ckpt_size --data_dir=~/tfds \
         --experiment=voc_stage1 --set=data.train_split=train_aug
 
 Builds the experiment's trainer under the default strategy (voc_stage1: ResNet-101, crop
@@ -9,7 +9,7 @@ Builds the experiment's trainer under the default strategy (voc_stage1: ResNet-1
 fill as in training, saves a checkpoint and prints one JSON line of MiB: the whole
 checkpoint and each part written alone (the optimizer's part includes the weights it
 tracks). Without --data_dir it generates --num_images VOC-sized JPEG scenes
-(tools.benchmark_input) and reads them as synthetic_voc: more than the shuffle buffer's
+(tools.bench.benchmark_input) and reads them as synthetic_voc: more than the shuffle buffer's
 1,000, so that it fills as it does on VOC.
 """
 import glob
@@ -20,7 +20,7 @@ import time
 
 from absl import app, flags
 
-from tools import benchmark_input  # its --data_dir and --num_images flags
+from tools.bench import benchmark_input  # its --data_dir and --num_images flags
 
 flags.DEFINE_string("experiment", "voc_stage1", "Experiment whose checkpoint to measure.")
 flags.DEFINE_string("workdir", None, "Where the checkpoint is written.")

@@ -1,6 +1,6 @@
 """One device vs MirroredStrategy: how far float32 gradients are from exact (issue 11).
 
-    python -m tools.replica_numerics --data_dir=DATA_DIR [--crop_size=33]
+    python -m tools.bench.replica_numerics --data_dir=DATA_DIR [--crop_size=33]
 
 DATA_DIR holds a built synthetic_voc (tools.make_synthetic, tools.build_dataset). The
 smoke model (ResNet-50 + ASPP, random initialisation, seed 0) computes the loss gradient
