@@ -7,6 +7,7 @@ import keras
 from keras import ops
 
 from deeplab_tf.modeling.atrous_conv import AtrousConv2D
+from deeplab_tf.modeling.batch_norm import BatchNormalization, freeze_batch_norm  # noqa: F401
 
 # Paper 4.1: "The batch normalization parameters are trained with decay = 0.9997".
 BATCH_NORM_DECAY = 0.9997
@@ -58,30 +59,6 @@ def conv2d_same(x, filters, kernel_size, stride=1, atrous_rate=1, name=None,
 
 
 @keras.saving.register_keras_serializable(package="deeplab_tf")
-class BatchNormalization(keras.layers.BatchNormalization):
-    """Keras batch norm that can run on frozen moving statistics while gamma/beta train.
-
-    `frozen_statistics=True` is the authors' fine_tune_batch_norm=False (slim's batch_norm
-    with is_training=False, its gamma and beta still trainable variables): the layer
-    normalises with its moving mean and variance, never updates them, and SGD still moves
-    gamma and beta. Keras' own `trainable=False` would freeze gamma and beta as well. The
-    class keeps Keras' name, so a `.weights.h5` file keeps its layout.
-    """
-
-    def __init__(self, frozen_statistics=False, **kwargs):
-        super().__init__(**kwargs)
-        self.frozen_statistics = frozen_statistics
-
-    def call(self, inputs, training=None, mask=None):
-        if self.frozen_statistics:
-            training = False
-        return super().call(inputs, training=training, mask=mask)
-
-    def get_config(self):
-        return {**super().get_config(), "frozen_statistics": self.frozen_statistics}
-
-
-@keras.saving.register_keras_serializable(package="deeplab_tf")
 class Dropout(keras.layers.Dropout):
     """keras Dropout whose random state goes into TensorFlow checkpoints.
 
@@ -96,24 +73,6 @@ class Dropout(keras.layers.Dropout):
         if save_type == "checkpoint" and getattr(self, "seed_generator", None) is not None:
             children["seed_generator_state"] = self.seed_generator.state
         return children
-
-
-def freeze_batch_norm(model, gamma_beta=False):
-    """Stage 2 (paper 4.1): every batch norm of `model` runs on its moving statistics.
-
-    gamma and beta stay trainable unless `gamma_beta`. Returns the number of layers.
-    """
-    frozen = 0
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            if not isinstance(layer, BatchNormalization):
-                raise ValueError(f"{layer.name} is a plain keras BatchNormalization; "
-                                 f"freeze_batch_norm needs deeplab_tf's")
-            layer.frozen_statistics = True
-            if gamma_beta:
-                layer.trainable = False
-            frozen += 1
-    return frozen
 
 
 def logits_dtype():

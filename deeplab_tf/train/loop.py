@@ -69,12 +69,11 @@ def _build_model(config, num_replicas):
         model = config_lib.build_model(config.model)
     finally:
         keras.config.set_dtype_policy(previous)
+    # Both reach the batch norms of nested models, and refuse Keras' own batch norm.
     if config.train.freeze_batch_norm:  # moving statistics; gamma/beta train unless frozen
         modeling.freeze_batch_norm(model, gamma_beta=config.train.freeze_gamma_beta)
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            if not config.train.freeze_batch_norm and num_replicas > 1:
-                layer.synchronized = True  # statistics of the global batch
+    elif num_replicas > 1:
+        modeling.synchronize_batch_norm(model)  # statistics of the global batch
     return model
 
 
