@@ -1,4 +1,5 @@
-"""Batch norm's statistics as the authors' TF1 code computes them (issue 22, items 4a, 4b, 7).
+"""Batch norm's statistics as the authors' TF1 code computes them, and dropout masks that do not
+depend on how the global batch is split over replicas (issue 22, items 3, 4a, 4b, 7).
 
 * Training: output and moving-average update of `tf.compat.v1.nn.fused_batch_norm`
   (slim's fused batch norm): normalised by the biased batch variance, the moving variance
@@ -7,6 +8,8 @@
   logical devices must be set before TensorFlow starts), on features whose mean is 10^4
   times their spread: the global statistics agree with float64 numpy as closely as one
   device's do.
+* Dropout on the same two replicas draws, step after step, the masks one device draws
+  for the same global batch.
 * Freezing and synchronising reach batch norms inside nested models, and refuse Keras'
   own batch norm by name.
 """
@@ -58,57 +61,92 @@ def test_training_step_is_the_authors_fused_batch_norm(shape):
         np.sqrt(layer.moving_variance.numpy() + 1e-5) + beta, rtol=1e-5, atol=1e-5)
 
 
-SYNCHRONISED_SCRIPT = r"""
+TWO_REPLICAS_SCRIPT = r"""
 import json
-import numpy as np
 import keras
+import numpy as np
 import tensorflow as tf
+from deeplab_tf.modeling import layers
 from deeplab_tf import modeling
 
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 rng = np.random.default_rng(2)
-# ImageNet-like features with a large mean against their spread (10^4), one replica's
-# batch shifted from the other's.
-halves = [rng.normal(500.0 + 0.03 * i, 0.05, (3, 4, 5, 8)).astype(np.float32)
-          for i in range(2)]
-whole = np.concatenate(halves).astype(np.float64)
-n = whole.size // 8
-report = dict(whole=whole.tolist(), mean=whole.mean((0, 1, 2)).tolist(),
-              variance=whole.var((0, 1, 2)).tolist())
+report = {}
 
 
-def run(layer_class):
+def per_replica(batch):
+    half = len(batch) // 2
+    return strategy.experimental_distribute_values_from_function(
+        lambda context: tf.constant(batch[half * context.replica_id_in_sync_group:][:half]))
+
+
+def gathered(values):
+    return np.concatenate([v.numpy() for v in strategy.experimental_local_results(values)])
+
+
+# Batch norm: ImageNet-like features with a large mean against their spread (10^4), one
+# replica's batch shifted from the other's.
+whole = np.concatenate([rng.normal(500.0 + 0.03 * i, 0.05, (3, 4, 5, 8))
+                        for i in range(2)]).astype(np.float32)
+report.update(whole=whole.tolist(), mean=whole.astype(np.float64).mean((0, 1, 2)).tolist(),
+              variance=whole.astype(np.float64).var((0, 1, 2)).tolist(), n=whole.size // 8)
+
+
+def batch_norm(layer_class):
     with strategy.scope():
         layer = layer_class(momentum=0.0, epsilon=1e-5, synchronized=True)
         layer.build(whole.shape)
-    data = strategy.experimental_distribute_values_from_function(
-        lambda context: tf.constant(halves[context.replica_id_in_sync_group]))
-    outputs = strategy.run(tf.function(lambda x: layer(x, training=True)), args=(data,))
-    y = np.concatenate([v.numpy() for v in strategy.experimental_local_results(outputs)])
+    y = gathered(strategy.run(tf.function(lambda x: layer(x, training=True)),
+                              args=(per_replica(whole),)))
     return dict(y=y.tolist(), moving_mean=layer.moving_mean.numpy().tolist(),
                 moving_variance=layer.moving_variance.numpy().tolist())
 
 
-report["synchronized"] = run(modeling.BatchNormalization)
+report["synchronized"] = batch_norm(modeling.BatchNormalization)
 # Keras' own synchronised statistics (one pass, biased), for the record.
-report["keras_one_pass"] = run(keras.layers.BatchNormalization)
+report["keras_one_pass"] = batch_norm(keras.layers.BatchNormalization)
 one = modeling.BatchNormalization(momentum=0.0, epsilon=1e-5)
-y = one(tf.constant(whole.astype(np.float32)), training=True)
+y = one(tf.constant(whole), training=True)
 report["one_device"] = dict(y=y.numpy().tolist(), moving_mean=one.moving_mean.numpy().tolist(),
                             moving_variance=one.moving_variance.numpy().tolist())
-report["n"] = n
+
+# Dropout: three training calls (steps) on a global batch of 4, on one device and on two
+# replicas, from the same seed; then Keras' own dropout on the two replicas.
+ones = np.ones((4, 3, 3, 5), np.float32)
+
+
+def dropout_masks(layer_class, replicated):
+    with strategy.scope() if replicated else tf.distribute.get_strategy().scope():
+        layer = layer_class(0.5, seed=7)
+    call = tf.function(lambda x: layer(x, training=True))
+    if not replicated:
+        return [call(ones).numpy().tolist() for _ in range(3)]
+    return [gathered(strategy.run(call, args=(per_replica(ones),))).tolist()
+            for _ in range(3)]
+
+
+report["dropout"] = dict(one_device=dropout_masks(layers.Dropout, False),
+                         replicas=dropout_masks(layers.Dropout, True),
+                         keras_replicas=dropout_masks(keras.layers.Dropout, True))
 print(json.dumps(report))
 """
 
 
-def test_synchronised_statistics_are_as_exact_as_one_devices():
-    done = subprocess.run([sys.executable, "-c", SYNCHRONISED_SCRIPT], cwd=REPO,
+@pytest.fixture(scope="module")
+def two_replicas():
+    """What the layers do on MirroredStrategy over two logical CPUs (a subprocess: logical
+    devices must be set before TensorFlow starts)."""
+    done = subprocess.run([sys.executable, "-c", TWO_REPLICAS_SCRIPT], cwd=REPO,
                           env=dict(os.environ, PYTHONPATH=REPO), capture_output=True,
                           text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
-    report = json.loads(done.stdout.strip().splitlines()[-1])
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_synchronised_statistics_are_as_exact_as_one_devices(two_replicas):
+    report = two_replicas
     mean, variance, n = (np.array(report["mean"]), np.array(report["variance"]),
                          report["n"])
     unbiased = variance * n / (n - 1)
@@ -133,6 +171,21 @@ def test_synchronised_statistics_are_as_exact_as_one_devices():
                      for run in ("one_device", "synchronized"))
     print("output error: one device", one_y, "synchronised", sync_y)
     assert sync_y <= max(2 * one_y, 1e-3)
+
+
+def test_dropout_masks_depend_on_the_example_not_on_the_replica(two_replicas):
+    """Mask of (seed, step, index in the global batch): two replicas drop what one device
+    drops, step after step; Keras' own dropout gave both replicas the same mask."""
+    masks = {name: np.array(value) for name, value in two_replicas["dropout"].items()}
+    one, replicas = masks["one_device"], masks["replicas"]
+    assert one.shape == (3, 4, 3, 3, 5)
+    np.testing.assert_array_equal(replicas, one)
+    assert set(np.unique(one)) == {0.0, 2.0}  # dropped, or kept and scaled by 1 / 0.5
+    assert 0.4 < np.mean(one == 0) < 0.6
+    assert not np.array_equal(one[0], one[1])  # a new mask each step
+    assert not np.array_equal(one[0, :2], one[0, 2:])  # and for each example
+    keras_own = masks["keras_replicas"]
+    np.testing.assert_array_equal(keras_own[:, :2], keras_own[:, 2:])  # the issue
 
 
 def _model_config(builder):
@@ -170,3 +223,62 @@ def test_keras_own_batch_norm_is_refused_by_name_even_when_nested():
     for action in (modeling.freeze_batch_norm, modeling.synchronize_batch_norm):
         with pytest.raises(ValueError, match=r"^plain_bn: plain keras BatchNormalization"):
             action(model)
+
+
+JAX_SCRIPT = r"""
+import json
+import types
+import jax
+import keras
+import numpy as np
+from tests import small_models
+
+config = types.SimpleNamespace(num_classes=3, batch_norm_decay=0.9, batch_norm_epsilon=1e-5,
+                               aspp_dropout_rate=0.5)
+keras.utils.set_random_seed(0)
+model = small_models.mini_deeplab(config)
+image = np.random.default_rng(3).uniform(0, 255, (2, 17, 17, 3)).astype("float32")
+pooling_bn = model.get_layer("image_pooling_bn")
+# Its input in training mode (the batch norms before it normalise by the batch): (2, 1, 1, 256).
+pooled = np.asarray(keras.Model(model.input, pooling_bn.input)(image, training=True))
+before = np.asarray(pooling_bn.moving_variance)
+training = [np.asarray(model(image, training=True))]
+after = np.asarray(pooling_bn.moving_variance)
+training.append(np.asarray(model(image, training=True)))
+inference = [np.asarray(model(image, training=False)) for _ in range(2)]
+# The compiled training step of a JAX trainer: stateless_call under jax.jit.
+compiled = jax.jit(lambda t, n, x: model.stateless_call(t, n, x, training=True))
+non_trainable = [v.value for v in model.non_trainable_variables]
+_, updated = compiled([v.value for v in model.trainable_variables], non_trainable, image)
+seed = [np.asarray(new) for old, new in zip(model.non_trainable_variables, updated)
+        if "seed_generator_state" in old.path]
+print(json.dumps(dict(
+    backend=keras.backend.backend(),
+    expected_variance=(0.9 * before + 0.1 * pooled.var((0, 1, 2), ddof=1)).tolist(),
+    moving_variance=after.tolist(),
+    training_differs=bool(np.any(training[0] != training[1])),
+    inference_equal=bool(np.array_equal(inference[0], inference[1])),
+    seed_advanced=[s.tolist() for s in seed])))
+"""
+
+
+@pytest.mark.jax
+def test_batch_norm_and_dropout_on_jax():
+    """On the JAX backend (TensorFlow unimportable, as on the GPU machine): the image-pooling
+    batch norm of a batch of 2 averages the unbiased variance (twice the biased one), the
+    dropout draws a new mask each training call and none in inference, and both trace in
+    a jitted stateless training call."""
+    import jax  # noqa: F401  (a test extra: a broken install fails here, never skips)
+    shim = os.path.join(REPO, "tests", "no_tensorflow")
+    done = subprocess.run([sys.executable, "-c", JAX_SCRIPT], cwd=REPO,
+                          env=dict(os.environ, KERAS_BACKEND="jax",
+                                   PYTHONPATH=os.pathsep.join([shim, REPO])),
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["backend"] == "jax"
+    np.testing.assert_allclose(result["moving_variance"], result["expected_variance"],
+                               rtol=1e-4)
+    assert result["training_differs"] and result["inference_equal"]
+    # Two eager training calls, then the jitted one: the dropout's third mask.
+    assert len(result["seed_advanced"]) == 1 and result["seed_advanced"][0][1] == 3

@@ -60,19 +60,58 @@ def conv2d_same(x, filters, kernel_size, stride=1, atrous_rate=1, name=None,
 
 @keras.saving.register_keras_serializable(package="deeplab_tf")
 class Dropout(keras.layers.Dropout):
-    """keras Dropout whose random state goes into TensorFlow checkpoints.
+    """keras Dropout whose masks do not depend on how the global batch is split.
 
-    Keras keeps a dropout layer's seed-generator state out of the layer's checkpoint
-    dependencies, so a run resumed from `tf.train.Checkpoint(model=...)` would draw its
-    first steps' masks again; listed as a child here, the state is saved and restored with
-    the model, and a resumed run draws the masks the uninterrupted run would have drawn.
+    The mask of an example is a function of the layer's seed, the step (the seed
+    generator's state, which advances once per training call) and the example's index in
+    the global batch: every replica draws the mask of the whole global batch from the
+    same seed and keeps its own rows (replica r of N holds rows r*b..(r+1)*b-1, as
+    tf.distribute splits a batch). Keras' own dropout draws one mask per replica from the
+    seed state they all copy, so every replica dropped the same units and N replicas were
+    no longer one device. On one device (and on JAX) the mask is the one Keras draws.
+
+    Keras also keeps the seed-generator state out of the layer's checkpoint dependencies,
+    so a run resumed from `tf.train.Checkpoint(model=...)` would draw its first steps'
+    masks again; listed as a child here, the state is saved and restored with the model.
     """
+
+    def call(self, inputs, training=False):
+        if not training or self.rate == 0:
+            return inputs
+        replica, replicas = _replica_position()
+        batch = ops.shape(inputs)[0]
+        global_shape = (batch * replicas, *ops.shape(inputs)[1:])
+        # 0 or 1 / (1 - rate) for each value of the global batch.
+        mask = keras.random.dropout(ops.ones(global_shape, inputs.dtype), self.rate,
+                                    noise_shape=self._global_noise_shape(global_shape),
+                                    seed=self.seed_generator)
+        if replicas > 1:
+            mask = mask[replica * batch:(replica + 1) * batch]
+        return inputs * mask
+
+    def _global_noise_shape(self, global_shape):
+        if self.noise_shape is None:
+            return None
+        return tuple(global_shape[i] if size is None else size
+                     for i, size in enumerate(self.noise_shape))
 
     def _trackable_children(self, save_type="checkpoint", **kwargs):  # TensorFlow only
         children = super()._trackable_children(save_type, **kwargs)
         if save_type == "checkpoint" and getattr(self, "seed_generator", None) is not None:
             children["seed_generator_state"] = self.seed_generator.state
         return children
+
+
+def _replica_position():
+    """(this replica's index, replicas in sync) under a tf.distribute replica context;
+    (0, 1) elsewhere and on the JAX backend."""
+    if keras.backend.backend() != "tensorflow":
+        return 0, 1
+    import tensorflow as tf
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return 0, 1
+    return context.replica_id_in_sync_group, context.num_replicas_in_sync
 
 
 def logits_dtype():
