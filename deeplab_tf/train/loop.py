@@ -10,8 +10,8 @@ parameter-server runs to `parameter_server.run`, and checks, logs, summarises an
 checkpoints after each step.
 
 Batch norm: trained with the model's decay (0.9997 in the paper), its statistics computed
-over the whole global batch (`synchronized` across replicas, as one GPU with batch 16 did),
-or frozen (`train.freeze_batch_norm`, stage 2, the paper's "freeze batch normalization
+over the whole global batch (`synchronized` across replicas, as one GPU with batch 16 did;
+modeling/batch_norm.py, also inside nested models), or frozen (`train.freeze_batch_norm`, stage 2, the paper's "freeze batch normalization
 parameters"): as in the authors' code (fine_tune_batch_norm=False) the layers run on their
 moving statistics and stop updating them while SGD still moves gamma/beta;
 `train.freeze_gamma_beta` freezes those as well.
