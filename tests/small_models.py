@@ -19,7 +19,7 @@ def tiny(model_config, output_stride=None):
     inputs = keras.Input((None, None, 3))
     x = keras.layers.Rescaling(1 / 255.0)(inputs)
     x = keras.layers.Conv2D(4, 3, strides=2, padding="same", name="conv")(x)
-    x = keras.layers.BatchNormalization(name="conv_bn")(x)
+    x = layers.BatchNormalization(name="conv_bn")(x)
     x = keras.layers.ReLU()(x)
     logits = keras.layers.Conv2D(model_config.num_classes, 1, name="logits",
                                  dtype="float32")(x)
@@ -51,4 +51,23 @@ def mini_deeplab(model_config, output_stride=None):
                   dropout_rate=model_config.aspp_dropout_rate)
     logits = keras.layers.Conv2D(model_config.num_classes, 1, name="logits",
                                  dtype=layers.logits_dtype())(x)
+    return keras.Model(image, logits)
+
+
+NESTED = "tests.small_models:nested"
+
+
+def nested(model_config, output_stride=None):
+    """A custom builder's model whose batch norms sit inside a nested keras.Model (the
+    stem) and one level deeper (a block inside the stem)."""
+    del output_stride
+    block_input = keras.Input((None, None, 8))
+    block = keras.Model(block_input, layers.conv_bn_relu(block_input, 8, 3, "block"),
+                        name="block")
+    stem_input = keras.Input((None, None, 3))
+    x = layers.conv_bn_relu(stem_input, 8, 3, "stem", stride=2)
+    stem = keras.Model(stem_input, block(x), name="stem")
+    image = keras.Input((None, None, 3))
+    x = layers.conv_bn_relu(stem(image), 8, 1, "head")
+    logits = keras.layers.Conv2D(model_config.num_classes, 1, name="logits")(x)
     return keras.Model(image, logits)

@@ -48,6 +48,19 @@ def test_label_downsampling_picks_the_aligned_pixels():
     np.testing.assert_array_equal(got, labels[:, ::4, ::4])
 
 
+@pytest.mark.parametrize("size,out", [((100, 100), (7, 7)), ((61, 77), (8, 10)),
+                                      ((513, 257), (33, 17)), ((66, 34), (9, 5))])
+def test_label_downsampling_rounds_as_the_authors_resize_nearest_neighbor(size, out):
+    """Crops that are not output_stride * k + 1 fall between pixels; ties go the way of the
+    authors' resize_nearest_neighbor(align_corners=True) (100 -> 7: positions 16.5 and
+    82.5, where rounding to even would take other rows and columns)."""
+    labels = np.arange(2 * size[0] * size[1]).reshape(2, *size).astype(np.int32)
+    expected = tf.compat.v1.image.resize_nearest_neighbor(
+        labels[..., None], out, align_corners=True).numpy()[..., 0]
+    got = loss_lib.downsample_labels(tf.constant(labels), out).numpy()
+    np.testing.assert_array_equal(got, expected)
+
+
 def test_poly_learning_rate():
     schedule = schedule_lib.poly_schedule(0.007, 30000)
     step = tf.Variable(0, dtype=tf.int64)

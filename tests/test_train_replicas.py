@@ -4,8 +4,9 @@ the global batch; issue 11).
 One device, MirroredStrategy on two logical CPUs and MultiWorkerMirroredStrategy with two
 worker processes on 127.0.0.1 train a mini DeepLab (tests/small_models.py `mini_deeplab`:
 the library's conv + batch norm, atrous and ASPP layers with image pooling, on a two-layer
-backbone instead of the R-50, whose five traces took most of four minutes) for 3 steps on
-the same global batches with the same seed, through the trainer and its smoke config
+backbone instead of the R-50, whose five traces took most of four minutes), its ASPP
+dropout on (masks per example of the global batch, issue 22), for 3 steps on the same
+global batches with the same seed, through the trainer and its smoke config
 (loss, weight decay, gradient multipliers, TF1 momentum); the losses, weights, batch-norm
 statistics, momentum and step agree. The runs are in float64: in float32 a randomly
 initialised network amplifies rounding so much that the strategies differ visibly after
@@ -92,6 +93,9 @@ def test_one_device_mirrored_and_multi_worker_agree_after_three_steps(runs):
     # stem, atrous; ASPP 1x1, two atrous branches, image pooling, projection: 7 BN layers.
     assert len(moving) == 2 * 7
     assert all(np.any(one[n] != 1.0) for n in moving if "moving_variance" in n)  # updated
+    # The ASPP dropout trained: its seed state advanced once per step, in every run.
+    seeds = [n for n in one if "seed_generator_state" in n]
+    assert len(seeds) == 1 and one[seeds[0]][1] == 3
     # One momentum slot per convolution kernel (the 7 above and the logits), stored beside
     # the optimizer's references to the 8 kernels themselves.
     assert sum(n.startswith("optimizer/_variables/") and one[n].ndim == 4 for n in one) == 8

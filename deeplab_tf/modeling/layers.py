@@ -7,6 +7,7 @@ import keras
 from keras import ops
 
 from deeplab_tf.modeling.atrous_conv import AtrousConv2D
+from deeplab_tf.modeling.batch_norm import BatchNormalization, freeze_batch_norm  # noqa: F401
 
 # Paper 4.1: "The batch normalization parameters are trained with decay = 0.9997".
 BATCH_NORM_DECAY = 0.9997
@@ -58,38 +59,41 @@ def conv2d_same(x, filters, kernel_size, stride=1, atrous_rate=1, name=None,
 
 
 @keras.saving.register_keras_serializable(package="deeplab_tf")
-class BatchNormalization(keras.layers.BatchNormalization):
-    """Keras batch norm that can run on frozen moving statistics while gamma/beta train.
-
-    `frozen_statistics=True` is the authors' fine_tune_batch_norm=False (slim's batch_norm
-    with is_training=False, its gamma and beta still trainable variables): the layer
-    normalises with its moving mean and variance, never updates them, and SGD still moves
-    gamma and beta. Keras' own `trainable=False` would freeze gamma and beta as well. The
-    class keeps Keras' name, so a `.weights.h5` file keeps its layout.
-    """
-
-    def __init__(self, frozen_statistics=False, **kwargs):
-        super().__init__(**kwargs)
-        self.frozen_statistics = frozen_statistics
-
-    def call(self, inputs, training=None, mask=None):
-        if self.frozen_statistics:
-            training = False
-        return super().call(inputs, training=training, mask=mask)
-
-    def get_config(self):
-        return {**super().get_config(), "frozen_statistics": self.frozen_statistics}
-
-
-@keras.saving.register_keras_serializable(package="deeplab_tf")
 class Dropout(keras.layers.Dropout):
-    """keras Dropout whose random state goes into TensorFlow checkpoints.
+    """keras Dropout whose masks do not depend on how the global batch is split.
 
-    Keras keeps a dropout layer's seed-generator state out of the layer's checkpoint
-    dependencies, so a run resumed from `tf.train.Checkpoint(model=...)` would draw its
-    first steps' masks again; listed as a child here, the state is saved and restored with
-    the model, and a resumed run draws the masks the uninterrupted run would have drawn.
+    The mask of an example is a function of the layer's seed, the step (the seed
+    generator's state, which advances once per training call) and the example's index in
+    the global batch: every replica draws the mask of the whole global batch from the
+    same seed and keeps its own rows (replica r of N holds rows r*b..(r+1)*b-1, as
+    tf.distribute splits a batch). Keras' own dropout draws one mask per replica from the
+    seed state they all copy, so every replica dropped the same units and N replicas were
+    no longer one device. On one device (and on JAX) the mask is the one Keras draws.
+
+    Keras also keeps the seed-generator state out of the layer's checkpoint dependencies,
+    so a run resumed from `tf.train.Checkpoint(model=...)` would draw its first steps'
+    masks again; listed as a child here, the state is saved and restored with the model.
     """
+
+    def call(self, inputs, training=False):
+        if not training or self.rate == 0:
+            return inputs
+        replica, replicas = _replica_position()
+        batch = ops.shape(inputs)[0]
+        global_shape = (batch * replicas, *ops.shape(inputs)[1:])
+        # 0 or 1 / (1 - rate) for each value of the global batch.
+        mask = keras.random.dropout(ops.ones(global_shape, inputs.dtype), self.rate,
+                                    noise_shape=self._global_noise_shape(global_shape),
+                                    seed=self.seed_generator)
+        if replicas > 1:
+            mask = mask[replica * batch:(replica + 1) * batch]
+        return inputs * mask
+
+    def _global_noise_shape(self, global_shape):
+        if self.noise_shape is None:
+            return None
+        return tuple(global_shape[i] if size is None else size
+                     for i, size in enumerate(self.noise_shape))
 
     def _trackable_children(self, save_type="checkpoint", **kwargs):  # TensorFlow only
         children = super()._trackable_children(save_type, **kwargs)
@@ -98,22 +102,16 @@ class Dropout(keras.layers.Dropout):
         return children
 
 
-def freeze_batch_norm(model, gamma_beta=False):
-    """Stage 2 (paper 4.1): every batch norm of `model` runs on its moving statistics.
-
-    gamma and beta stay trainable unless `gamma_beta`. Returns the number of layers.
-    """
-    frozen = 0
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            if not isinstance(layer, BatchNormalization):
-                raise ValueError(f"{layer.name} is a plain keras BatchNormalization; "
-                                 f"freeze_batch_norm needs deeplab_tf's")
-            layer.frozen_statistics = True
-            if gamma_beta:
-                layer.trainable = False
-            frozen += 1
-    return frozen
+def _replica_position():
+    """(this replica's index, replicas in sync) under a tf.distribute replica context;
+    (0, 1) elsewhere and on the JAX backend."""
+    if keras.backend.backend() != "tensorflow":
+        return 0, 1
+    import tensorflow as tf
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return 0, 1
+    return context.replica_id_in_sync_group, context.num_replicas_in_sync
 
 
 def logits_dtype():

@@ -10,8 +10,8 @@ parameter-server runs to `parameter_server.run`, and checks, logs, summarises an
 checkpoints after each step.
 
 Batch norm: trained with the model's decay (0.9997 in the paper), its statistics computed
-over the whole global batch (`synchronized` across replicas, as one GPU with batch 16 did),
-or frozen (`train.freeze_batch_norm`, stage 2, the paper's "freeze batch normalization
+over the whole global batch (`synchronized` across replicas, as one GPU with batch 16 did;
+modeling/batch_norm.py, also inside nested models), or frozen (`train.freeze_batch_norm`, stage 2, the paper's "freeze batch normalization
 parameters"): as in the authors' code (fine_tune_batch_norm=False) the layers run on their
 moving statistics and stop updating them while SGD still moves gamma/beta;
 `train.freeze_gamma_beta` freezes those as well.
@@ -69,12 +69,11 @@ def _build_model(config, num_replicas):
         model = config_lib.build_model(config.model)
     finally:
         keras.config.set_dtype_policy(previous)
+    # Both reach the batch norms of nested models, and refuse Keras' own batch norm.
     if config.train.freeze_batch_norm:  # moving statistics; gamma/beta train unless frozen
         modeling.freeze_batch_norm(model, gamma_beta=config.train.freeze_gamma_beta)
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            if not config.train.freeze_batch_norm and num_replicas > 1:
-                layer.synchronized = True  # statistics of the global batch
+    elif num_replicas > 1:
+        modeling.synchronize_batch_norm(model)  # statistics of the global batch
     return model
 
 

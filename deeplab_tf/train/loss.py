@@ -28,11 +28,20 @@ def downsample_labels(labels, size):
 
     Feature pixel i sits on input pixel output_stride * i (slim padding, crops of size
     output_stride * k + 1), so the aligned-corner nearest sample is exactly that pixel.
+    Other crops fall between pixels: the authors' `tf.image.resize_nearest_neighbor(...,
+    align_corners=True)` (train_utils.py) takes source pixel roundf(i * scale), halves
+    rounded away from zero, which this follows (`tf.round` would round them to even:
+    100 -> 7 picks rows 16 and 82 where the authors pick 17 and 83).
     """
     def indices(in_size, out_size):
         scale = tf.cast(in_size - 1, tf.float32) / tf.cast(tf.maximum(out_size - 1, 1),
                                                               tf.float32)
-        return tf.cast(tf.round(tf.range(out_size, dtype=tf.float32) * scale), tf.int32)
+        position = tf.range(out_size, dtype=tf.float32) * scale
+        # Half away from zero, as C's roundf (positions are >= 0); x - floor(x) is exact,
+        # where floor(x + 0.5) would round x + 0.5 itself just below a half.
+        below = tf.floor(position)
+        nearest = below + tf.cast(position - below >= 0.5, tf.float32)
+        return tf.minimum(tf.cast(nearest, tf.int32), in_size - 1)
 
     height, width = spatial_size(labels)
     labels = tf.gather(labels, indices(height, size[0]), axis=1)
