@@ -5,7 +5,10 @@ import time
 import tensorflow_datasets as tfds
 from absl import logging
 
-BUILDERS = ("pascal_voc_seg", "synthetic_voc", "cityscapes_seg", "coco_voc_seg")
+from deeplab_tf.data import custom
+
+BUILDERS = ("pascal_voc_seg", "synthetic_voc", "cityscapes_seg", "coco_voc_seg",
+            custom.NAME)
 # Split sizes of the complete public data sets (paper 4; Cityscapes' README), to compare
 # a build of the user's copy against.
 FULL_COUNTS = {
@@ -25,15 +28,40 @@ def count_report(builder):
     return ", ".join(parts)
 
 
-def build(dataset, manual_dir, data_dir=None, progress_every=500):
-    """Builds `dataset` from `manual_dir` into `data_dir`; returns the builder."""
-    if dataset not in BUILDERS:
-        raise ValueError(f"unknown dataset {dataset!r}; one of {', '.join(BUILDERS)}")
+def build(dataset, manual_dir, data_dir=None, progress_every=500, overwrite=False,
+          **options):
+    """Builds `dataset` from `manual_dir` into `data_dir`; returns the builder.
+
+    "custom_seg/NAME" is one's own data (deeplab_tf/data/custom.py): `options` are
+    `own_layout.OwnLayout`'s (class_file, ignore_value, ignore_color, val_fraction,
+    split_seed), the whole folder is read and checked before anything is written, and an
+    existing build of NAME is replaced only with `overwrite`. The built-in data sets take
+    no options and reuse an existing build.
+    """
+    if dataset not in BUILDERS and not custom.is_custom(dataset):
+        raise ValueError(f"unknown dataset {dataset!r}; one of {', '.join(BUILDERS[:-1])} "
+                         f"or {custom.NAME}/NAME")
     manual_dir = os.path.expanduser(os.fspath(manual_dir))
     if not os.path.isdir(manual_dir):
         raise FileNotFoundError(f"manual_dir {manual_dir}: directory does not exist")
-    builder = tfds.builder(dataset, data_dir=data_dir and os.path.expanduser(
-        os.fspath(data_dir)))
+    data_dir = data_dir and os.path.expanduser(os.fspath(data_dir))
+    download_mode = tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS
+    if custom.is_custom(dataset):
+        builder = custom.make_builder(dataset, manual_dir, data_dir, **options)
+        # Not is_prepared(): TFDS warns about a folder that is not there. An existing
+        # folder is a finished build (TFDS renames its temporary folder at the end).
+        if os.path.exists(builder.data_dir):
+            if not overwrite:
+                raise FileExistsError(f"{dataset} is already built in {builder.data_dir}; "
+                                      f"pass --overwrite to build it again from "
+                                      f"{manual_dir}")
+            download_mode = tfds.download.GenerateMode.FORCE_REDOWNLOAD
+    else:
+        if options or overwrite:
+            raise ValueError(f"{dataset} takes no options "
+                             f"({', '.join(sorted(options) + ['overwrite'] * overwrite)}): "
+                             f"they are for {custom.NAME}/NAME")
+        builder = tfds.builder(dataset, data_dir=data_dir)
     # TFDS's tqdm bars redraw with carriage returns, which a log file keeps as clutter;
     # one line every `progress_every` examples per split instead. TFDS has no progress
     # hook, so the builder's split generators are wrapped.
@@ -46,7 +74,7 @@ def build(dataset, manual_dir, data_dir=None, progress_every=500):
 
     builder._split_generators = logged_split_generators  # pylint: disable=protected-access
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-        manual_dir=manual_dir))
+        manual_dir=manual_dir, download_mode=download_mode))
     return builder
 
 
