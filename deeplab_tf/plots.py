@@ -185,3 +185,35 @@ def per_class_iou_chart(path, result, palette, title=None, dpi=80):
     figure.savefig(path, dpi=dpi)
     pyplot.close(figure)
     return path
+
+
+def compare_runs(path, runs, title=None, dpi=80):
+    """Writes a PNG comparing runs: {label: (train scalars, eval scalars)} as `read_scalars`
+    returns them; the training loss of each, and its val mIoU where evaluated (train
+    batches' mIoU dotted)."""
+    pyplot = _pyplot()
+    figure, (loss_axis, miou_axis) = pyplot.subplots(1, 2, figsize=(9, 3.2))
+    for number, (label, (train, evaluated)) in enumerate(runs.items()):
+        colour = f"C{number}"
+        if "loss" in train:
+            loss_axis.plot(*train["loss"], color=colour, label=label)
+        if "mean_iou" in train:
+            miou_axis.plot(*train["mean_iou"], ":", color=colour, alpha=0.7,
+                           label=f"{label}: train batches")
+        if "eval/miou" in (evaluated or {}):
+            steps, values = evaluated["eval/miou"]
+            miou_axis.plot(steps, values, "o-", color=colour,
+                           label=f"{label}: val ({100 * values[-1]:.1f}% at {steps[-1]})")
+    for axis, name in ((loss_axis, "training loss"), (miou_axis, "mIoU")):
+        axis.set_xlabel("step")
+        axis.set_title(name, fontsize=10)
+        axis.grid(alpha=0.3)
+        if axis.get_legend_handles_labels()[0]:
+            axis.legend(fontsize=7)
+    miou_axis.set_ylim(0, 1)
+    if title:
+        figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, dpi=dpi)
+    pyplot.close(figure)
+    return path
