@@ -120,6 +120,28 @@ def builtin(dataset):
     return None
 
 
+def numbered(num_classes):
+    """Classes "0", "1", ... in the VOC colours: for a model whose classes nobody named."""
+    palette = visualization.voc_palette()
+    return ClassTable(tuple(str(c) for c in range(num_classes)), palette[:num_classes])
+
+
+def of_run(workdir, config):
+    """The class table of a training run: WORKDIR/classes.json, which the trainer writes.
+
+    Work dirs from before that file get the built-in table of their data set, or numbered
+    classes where none fits the model's class count.
+    """
+    try:
+        return read(workdir)
+    except FileNotFoundError:
+        pass
+    table = builtin(config.data.dataset)
+    if table is not None and table.num_classes == config.model.num_classes:
+        return table
+    return numbered(config.model.num_classes)
+
+
 def _open(path, mode):
     if "://" in os.fspath(path):  # gs://, hdfs://: TensorFlow's file systems
         import tensorflow as tf

@@ -19,7 +19,8 @@ class ModelConfig:
     # and checkpoints (the tests train small ones this way). Evaluation, export and
     # prediction read the DeepLabv3 model's output stride and layout.
     builder: str = "deeplabv3"
-    num_classes: int = 21
+    # None: the data set's class count (its class table), filled in when training starts.
+    num_classes: typing.Optional[int] = 21
     depth: int = 101
     output_stride: typing.Optional[int] = 16
     multi_grid: tuple = (1, 2, 4)
@@ -44,15 +45,15 @@ class DataConfig:
     data_dir: typing.Optional[str] = None  # TFDS data_dir; None -> TFDS default
     train_split: str = "train"
     eval_split: str = "val"
-    num_classes: int = 21
+    num_classes: typing.Optional[int] = 21  # None: the data set's, as model.num_classes
     ignore_label: int = 255
     crop_size: int = 513
     min_scale: float = 0.5
     max_scale: float = 2.0
     scale_step: float = 0.25  # 0 -> continuous scales
     flip: bool = True
-    # Bootstrapping (paper 4.3): images holding any of these class ids appear
-    # `bootstrap_factor` times per epoch.
+    # Bootstrapping (paper 4.3): images holding any of these classes (ids or names of the
+    # data set's class table) appear `bootstrap_factor` times per epoch.
     bootstrap_classes: tuple = ()
     bootstrap_factor: int = 1
     shuffle_buffer: int = 1000
@@ -84,7 +85,8 @@ class TrainConfig:
     upsample_logits: bool = True  # False: downsample the labels instead (Table 8)
     # The authors' loss options (train_utils.add_softmax_cross_entropy_loss_for_each_scale;
     # the paper uses neither): `class_loss_weights` weighs each class's pixels (empty: all
-    # 1); `top_k_percent_pixels` < 1 keeps only the hardest pixels of each replica's batch,
+    # 1; a tuple of one weight per class, or {class name or id: weight}, the others 1);
+    # `top_k_percent_pixels` < 1 keeps only the hardest pixels of each replica's batch,
     # ramping from all of them to that share over `hard_example_mining_step` steps.
     class_loss_weights: tuple = ()
     top_k_percent_pixels: float = 1.0
@@ -93,6 +95,11 @@ class TrainConfig:
     # .weights.h5, or a work dir whose latest checkpoint starts this run (stage 2 from
     # stage 1); "none" trains from scratch. Left empty, training refuses to start.
     init_checkpoint: str = ""
+    # The authors' initialize_last_layer: False starts the last layers (the head: ASPP,
+    # image pooling, projection, logits; the logits alone with
+    # `last_layers_contain_logits_only`) fresh instead of loading them from
+    # init_checkpoint, as fine-tuning a model trained on other classes needs.
+    initialize_last_layer: bool = True
     precision: str = "float32"  # float32 | mixed_bfloat16 | mixed_float16
     xla: bool = False
     seed: int = 0
@@ -141,6 +148,8 @@ def _coerce(value_text, current, field_type, name):
         if not isinstance(value, bool):
             raise ValueError(f"--set {name}: expected true or false, got {value_text!r}")
         return value
+    if isinstance(value, dict) and isinstance(current, (tuple, dict)):
+        return value  # {class name or id: value}, resolved through the class table
     if isinstance(current, tuple) or (current is None and isinstance(value, (list, tuple))):
         return tuple(value) if isinstance(value, (list, tuple)) else (value,)
     if isinstance(current, float):
@@ -240,6 +249,47 @@ def init_checkpoint_path(config):
             f"resnet_v1_{depth}_2016_08_28.tar.gz, unpacked), or "
             f"--set=train.init_checkpoint={NO_INIT_CHECKPOINT} to train from scratch")
     return path
+
+
+def apply_class_table(config, table, source):
+    """Fills the class counts and class names of `config` from the data set's `table`.
+
+    `source` says where the table came from (for the messages). model.num_classes and
+    data.num_classes left None become the table's count; a number that disagrees is
+    refused in one line naming both. data.bootstrap_classes and the keys of a
+    train.class_loss_weights dict may be class names: they become ids (an unknown name is
+    refused naming the known ones). Returns `config`, changed in place.
+    """
+    for section, target in (("model", config.model), ("data", config.data)):
+        if target.num_classes is None:
+            target.num_classes = table.num_classes
+        elif target.num_classes != table.num_classes:
+            raise ValueError(
+                f"{section}.num_classes={target.num_classes} (experiment "
+                f"{config.name or '(unnamed)'}) but {source} has {table.num_classes} "
+                f"classes ({', '.join(table.names)}): drop the setting or "
+                f"--set {section}.num_classes={table.num_classes}")
+    config.data.bootstrap_classes = tuple(
+        _class_id(table, c, "data.bootstrap_classes") for c in config.data.bootstrap_classes)
+    weights = config.train.class_loss_weights
+    if isinstance(weights, dict):
+        by_id = [1.0] * table.num_classes
+        for key, weight in weights.items():
+            by_id[_class_id(table, key, "train.class_loss_weights")] = float(weight)
+        config.train.class_loss_weights = tuple(by_id)
+    return config
+
+
+def _class_id(table, value, field):
+    if isinstance(value, str) and not value.isdigit():
+        try:
+            return table.index(value)
+        except ValueError as error:
+            raise ValueError(f"{field}: {error}") from None
+    if not 0 <= int(value) < table.num_classes:
+        raise ValueError(f"{field}: class id {value} is not one of 0..{table.num_classes - 1} "
+                         f"({', '.join(table.names)})")
+    return int(value)
 
 
 def to_json(config):

@@ -1,11 +1,12 @@
 """Pictures of a run: a contact sheet, training curves, per-class IoU bars (PNG files).
 
 The contact sheet is paper Figure 6's layout (image | ground truth | prediction, one row per
-image) with a legend of the classes shown; the curves plot the TensorBoard scalars the
-trainer writes (`loss`, `learning_rate`, `mean_iou` of the training batches) and the
-evaluation's `eval/miou` where a checkpoint was evaluated; the bar chart is the per-class
-IoU of `tools.evaluate` (paper Tables 6-7 list the same numbers). matplotlib draws them
-without a display (Agg).
+image) with a legend of the classes shown, in the colours of the run's class table (the
+legend alone is a picture too, for tools.predict's masks); the curves plot the TensorBoard
+scalars the trainer writes (`loss`, `learning_rate`, `mean_iou` of the training batches)
+and the evaluation's `eval/miou` where a checkpoint was evaluated; the bar chart is the
+per-class IoU of `tools.evaluate` (paper Tables 6-7 list the same numbers). matplotlib
+draws them without a display (Agg).
 """
 import io
 
@@ -29,19 +30,21 @@ def _legend(pyplot, figure, class_ids, class_names, palette, columns):
                   ncol=min(columns, len(handles)), frameon=False, fontsize=8)
 
 
-def contact_sheet(path, rows, class_names, palette, titles=("image", "ground truth",
-                                                             "prediction"), dpi=80):
+def contact_sheet(path, rows, class_table, titles=("image", "ground truth", "prediction"),
+                  dpi=80):
     """Writes a PNG: one row per (name, image HxWx3, ground truth HxW, prediction HxW).
 
-    Ground truth and prediction are drawn in `palette`'s colours (255 = ignore in the VOC
-    palette's cream); the legend names every class present in either. Returns `path`.
+    Ground truth and prediction are drawn in the colours of `class_table` (a
+    `classes.ClassTable`; its ignore label in its ignore colour); the legend names every
+    class present in either. Returns `path`.
     """
     pyplot = _pyplot()
     if not rows:
         raise ValueError("a contact sheet needs at least one row")
+    class_names, palette = class_table.names, class_table.palette()
     present = sorted(set().union(*(
         set(np.unique(label).tolist()) | set(np.unique(prediction).tolist())
-        for _, _, label, prediction in rows)) - {visualization.IGNORE_LABEL})
+        for _, _, label, prediction in rows)) - {class_table.ignore_label})
     figure, axes = pyplot.subplots(len(rows), 3, figsize=(6, 2 * len(rows) + 0.6),
                                    squeeze=False)
     for row, (name, image, label, prediction) in enumerate(rows):
@@ -61,8 +64,25 @@ def contact_sheet(path, rows, class_names, palette, titles=("image", "ground tru
     buffer = io.BytesIO()
     figure.savefig(buffer, dpi=dpi, format="png")
     pyplot.close(figure)
-    exact = [palette[c] for c in present + [visualization.IGNORE_LABEL]]
+    exact = [palette[c] for c in present + [class_table.ignore_label]]
     _few_colours(Image.open(buffer).convert("RGB"), exact).save(path, optimize=True)
+    return path
+
+
+def legend(path, class_table, dpi=80):
+    """Writes a PNG naming every class of `class_table` beside its colour (id: name), and
+    the ignore value's colour; for masks drawn in those colours. Returns `path`."""
+    pyplot = _pyplot()
+    entries = [(f"{i}: {name}", colour) for i, (name, colour) in
+               enumerate(zip(class_table.names, class_table.colors))]
+    entries.append((f"{class_table.ignore_label}: ignored", class_table.ignore_color))
+    figure = pyplot.figure(figsize=(3, 0.25 * len(entries) + 0.2))
+    handles = [pyplot.Rectangle((0, 0), 1, 1, facecolor=np.asarray(colour) / 255.0,
+                                edgecolor="black", linewidth=0.5) for _, colour in entries]
+    figure.legend(handles, [text for text, _ in entries], loc="center", frameon=False,
+                  fontsize=9)
+    figure.savefig(path, dpi=dpi)
+    pyplot.close(figure)
     return path
 
 
@@ -161,6 +181,38 @@ def per_class_iou_chart(path, result, palette, title=None, dpi=80):
     axis.set_ylabel("IoU (%)")
     if title:
         axis.set_title(title, fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path, dpi=dpi)
+    pyplot.close(figure)
+    return path
+
+
+def compare_runs(path, runs, title=None, dpi=80):
+    """Writes a PNG comparing runs: {label: (train scalars, eval scalars)} as `read_scalars`
+    returns them; the training loss of each, and its val mIoU where evaluated (train
+    batches' mIoU dotted)."""
+    pyplot = _pyplot()
+    figure, (loss_axis, miou_axis) = pyplot.subplots(1, 2, figsize=(9, 3.2))
+    for number, (label, (train, evaluated)) in enumerate(runs.items()):
+        colour = f"C{number}"
+        if "loss" in train:
+            loss_axis.plot(*train["loss"], color=colour, label=label)
+        if "mean_iou" in train:
+            miou_axis.plot(*train["mean_iou"], ":", color=colour, alpha=0.7,
+                           label=f"{label}: train batches")
+        if "eval/miou" in (evaluated or {}):
+            steps, values = evaluated["eval/miou"]
+            miou_axis.plot(steps, values, "o-", color=colour,
+                           label=f"{label}: val ({100 * values[-1]:.1f}% at {steps[-1]})")
+    for axis, name in ((loss_axis, "training loss"), (miou_axis, "mIoU")):
+        axis.set_xlabel("step")
+        axis.set_title(name, fontsize=10)
+        axis.grid(alpha=0.3)
+        if axis.get_legend_handles_labels()[0]:
+            axis.legend(fontsize=7)
+    miou_axis.set_ylim(0, 1)
+    if title:
+        figure.suptitle(title, fontsize=10)
     figure.tight_layout()
     figure.savefig(path, dpi=dpi)
     pyplot.close(figure)

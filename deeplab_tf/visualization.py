@@ -53,20 +53,6 @@ def cityscapes_palette():
     return palette
 
 
-def dataset_info(dataset):
-    """(class names, 256x3 palette) for a TFDS builder name or "voc" / "cityscapes"."""
-    if "cityscapes" in dataset:
-        return CITYSCAPES_CLASSES, cityscapes_palette()
-    if "voc" in dataset:  # pascal_voc_seg, coco_voc_seg, synthetic_voc: the 21 VOC classes
-        return VOC_CLASSES, voc_palette()
-    raise ValueError(f"no colormap for dataset {dataset!r} (expected a VOC or Cityscapes set)")
-
-
-def palette_for(num_classes):
-    """A palette when only the class count is known: 19 -> Cityscapes, otherwise VOC."""
-    return cityscapes_palette() if num_classes == 19 else voc_palette()
-
-
 def _as_label(label):
     label = np.asarray(label)
     if label.ndim == 3 and label.shape[-1] == 1:

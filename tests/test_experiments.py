@@ -20,6 +20,7 @@ import experiments
 from deeplab_tf import config as config_lib
 from deeplab_tf import data as data_lib
 from deeplab_tf import modeling
+from deeplab_tf import synthetic_exports
 from deeplab_tf.modeling import ASPP_RATES_AT_OS16
 
 import data_layouts
@@ -104,7 +105,7 @@ PAPER = {
                               eval_scales=(0.75, 1.0, 1.25, 1.5, 1.75, 2.0), number="81.3"),
 }
 # Not paper rows: CPU runs on the generated set.
-NOT_PAPER = {"smoke": "synthetic_voc", "demo": "synthetic_voc"}
+NOT_PAPER = {"smoke": "synthetic_voc", "demo": "synthetic_voc", "custom": "custom_seg/mine"}
 
 NAMES = sorted(m.name for m in pkgutil.iter_modules(experiments.__path__)
                if m.name != "common")
@@ -186,8 +187,19 @@ def small_data(tmp_path_factory, data_dir):
     data_layouts.make_coco(root / "coco", rng, folder="train2017")
     data_layouts.make_coco(root / "coco", rng, folder="val2017")
     data_lib.build("coco_voc_seg", root / "coco", root / "tfds")
+    synthetic_exports.write_cvat_export(root / "mine", num_images=6)
+    data_lib.build("custom_seg/mine", root / "mine", root / "tfds")
     return {"pascal_voc_seg": str(root / "tfds"), "cityscapes_seg": str(root / "tfds"),
-            "coco_voc_seg": str(root / "tfds"), "synthetic_voc": data_dir}
+            "coco_voc_seg": str(root / "tfds"), "synthetic_voc": data_dir,
+            "custom_seg/mine": str(root / "tfds")}
+
+
+def with_classes(config, data_dir):
+    """An experiment that takes its class count from the data set (custom), given it."""
+    if config.model.num_classes is None:
+        table = data_lib.class_table(config.data.dataset, data_dir)
+        config_lib.apply_class_table(config, table, config.data.dataset)
+    return config
 
 
 def check_row(config, row):
@@ -218,6 +230,7 @@ def check_row(config, row):
 def test_experiment_builds_and_matches_its_paper_row(name, small_data):
     module = importlib.import_module(f"experiments.{name}")
     config = config_lib.load_experiment(name)
+    with_classes(config, small_data.get(config.data.dataset))
     row = PAPER.get(name)
     if row is not None:
         check_row(config, row)
@@ -250,8 +263,9 @@ def test_experiment_builds_and_matches_its_paper_row(name, small_data):
                                                     for r in row["aspp_rates_os16"])
 
     # The training input of its own data set and split, at crop 33.
-    small = config_lib.load_experiment(name, [
-        f"data.data_dir={small_data[config.data.dataset]}", "data.crop_size=33"])
+    small = with_classes(config_lib.load_experiment(name, [
+        f"data.data_dir={small_data[config.data.dataset]}", "data.crop_size=33"]),
+        small_data[config.data.dataset])
     images, labels = next(iter(data_lib.train_input(small.data, 2)))
     assert images.shape == (2, 33, 33, 3) and images.dtype == "float32"
     assert labels.shape == (2, 33, 33) and labels.dtype == "int32"

@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from deeplab_tf import plots, visualization
+from deeplab_tf import classes, plots, visualization
 
 
 def colours_in(path):
@@ -21,9 +21,9 @@ def test_contact_sheet_shows_every_class_colour_exactly(tmp_path):
     prediction[10:25, 10:30] = 7  # car: only in the prediction
     rows = [(f"img{i}", rng.integers(0, 256, (30, 40, 3), dtype=np.uint8), label, prediction)
             for i in range(3)]
-    palette = visualization.voc_palette()
-    path = plots.contact_sheet(str(tmp_path / "sheet.png"), rows, visualization.VOC_CLASSES,
-                               palette, dpi=50)
+    table = classes.voc()
+    palette = table.palette()
+    path = plots.contact_sheet(str(tmp_path / "sheet.png"), rows, table, dpi=50)
     picture = Image.open(path)
     # figsize (6, 2 * rows + 0.6) inches at 50 dots per inch.
     assert picture.size == (300, 330)
@@ -32,7 +32,17 @@ def test_contact_sheet_shows_every_class_colour_exactly(tmp_path):
         assert tuple(int(v) for v in palette[class_id]) in present, class_id
     assert len(present) <= 128
     with pytest.raises(ValueError, match="at least one row"):
-        plots.contact_sheet(str(tmp_path / "none.png"), [], visualization.VOC_CLASSES, palette)
+        plots.contact_sheet(str(tmp_path / "none.png"), [], table)
+
+
+def test_legend_shows_each_class_colour_of_its_table(tmp_path):
+    table = classes.ClassTable(("background", "car", "road"),
+                               ((0, 0, 0), (250, 50, 83), (128, 64, 128)))
+    path = plots.legend(str(tmp_path / "legend.png"), table, dpi=50)
+    present = colours_in(path)
+    for colour in table.colors + (table.ignore_color,):
+        assert colour in present, colour
+    assert (0, 64, 128) not in present  # VOC's tvmonitor: only the table's colours
 
 
 def test_scalars_read_back_from_event_files_and_curves_drawn(tmp_path):

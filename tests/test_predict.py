@@ -10,7 +10,7 @@ import tensorflow as tf
 from PIL import Image
 
 from deeplab_tf import config as config_lib
-from deeplab_tf import visualization
+from deeplab_tf import classes, visualization
 from deeplab_tf.evaluation import inference
 
 import known_answer
@@ -38,9 +38,7 @@ def test_cityscapes_colours_match_the_official_label_table():
         assert tuple(palette[train_id]) == colour
     names = {label.trainId: label.name for label in labels if 0 <= label.trainId < 19}
     assert visualization.CITYSCAPES_CLASSES == tuple(names[i] for i in range(19))
-    assert visualization.dataset_info("cityscapes_seg")[0] == visualization.CITYSCAPES_CLASSES
-    with pytest.raises(ValueError, match="no colormap"):
-        visualization.dataset_info("imagenet")
+    assert classes.builtin("cityscapes_seg").names == visualization.CITYSCAPES_CLASSES
 
 
 def test_label_png_round_trip_and_overlay(tmp_path):

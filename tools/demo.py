@@ -48,9 +48,9 @@ def run(*args):
     print(f"  ({time.time() - start:.0f} s)", flush=True)
 
 
-def contact_sheet(source, names, predictions, path):
+def contact_sheet(source, names, predictions, class_table, path):
     """The validation images, their ground truth and the predicted labels, in one PNG."""
-    from deeplab_tf import plots, visualization
+    from deeplab_tf import plots
     rows = []
     for name in names:
         image = np.asarray(Image.open(os.path.join(source, "JPEGImages", f"{name}.jpg")))
@@ -59,8 +59,7 @@ def contact_sheet(source, names, predictions, path):
         prediction = np.asarray(Image.open(os.path.join(predictions, "labels",
                                                         f"{name}.png")))
         rows.append((name, image, label, prediction))
-    class_names, palette = visualization.dataset_info("synthetic_voc")
-    return plots.contact_sheet(path, rows, class_names, palette)
+    return plots.contact_sheet(path, rows, class_table)
 
 
 def training_curves(train_dir, path):
@@ -95,8 +94,9 @@ def main(argv):
     inputs = ",".join(os.path.join(source, "JPEGImages", f"{n}.jpg") for n in names)
     run("tools.predict", f"--workdir={train_dir}", f"--input={inputs}",
         f"--output={predictions}")
-    sheet = contact_sheet(source, names, predictions, os.path.join(workdir,
-                                                                   "contact_sheet.png"))
+    from deeplab_tf import classes
+    sheet = contact_sheet(source, names, predictions, classes.read(train_dir),  # the run's
+                          os.path.join(workdir, "contact_sheet.png"))
     curves = training_curves(train_dir, os.path.join(workdir, "training_curves.png"))
     logging.info("pictures: %s, %s", sheet, curves)
     print(f"\ndemo finished in {time.time() - start:.0f} s: TensorBoard logs in {train_dir}, "

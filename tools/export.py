@@ -9,6 +9,8 @@ Signatures (see deeplab_tf/export/saved_model.py and serving.py):
   serve_images:    images uint8 [B,H,W,3]             -> labels
 (+ probabilities with --probabilities). Output stride, scales and flip are baked in; they
 default to the config's eval section. Inspect with `saved_model_cli show --dir DIR --all`.
+The run's class table (names, colours, ignore value) goes into DIR/assets/classes.json and
+DIR/deeplab_export.json, so that whoever serves the model knows what each label means.
 --tflite also writes DIR/model.tflite: single scale, no flip, [1,S,S,3] uint8 images.
 DIR/assets.extra/tf_serving_warmup_requests holds one warm-up request per signature (an
 image of --warmup_size pixels a side), which TF Serving runs before it serves.
@@ -39,7 +41,7 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     from deeplab_tf import config as config_lib
-    from deeplab_tf import evaluation, visualization
+    from deeplab_tf import classes, evaluation
     from deeplab_tf.export import saved_model, serving, tflite
 
     config = evaluation.read_config(FLAGS.workdir)
@@ -48,12 +50,7 @@ def main(argv):
     settings = config_lib.override_eval(config, FLAGS.output_stride, FLAGS.scales, FLAGS.flip)
     output_stride, scales, flip = settings.output_stride, settings.scales, settings.flip
     model = evaluation.restore_model(config.model, checkpoint, output_stride)
-    try:
-        class_names, _ = visualization.dataset_info(config.data.dataset)
-    except ValueError:
-        class_names = None
-    if class_names is not None and len(class_names) != config.model.num_classes:
-        class_names = None
+    class_table = classes.of_run(FLAGS.workdir, config)
     crop_size = config_lib.eval_crop_size(settings)
     # Any image up to the crop is padded to it, so a warm-up image of the crop's shorter
     # side gives the shapes of real requests.
@@ -63,7 +60,7 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
     metadata = saved_model.export_saved_model(
         model, export_dir, scales=scales, flip=flip, probabilities=FLAGS.probabilities,
-        max_pixels=FLAGS.max_pixels or serving.DEFAULT_MAX_PIXELS, class_names=class_names,
+        max_pixels=FLAGS.max_pixels or serving.DEFAULT_MAX_PIXELS, class_table=class_table,
         crop_size=crop_size, warmup_size=warmup_size or None)
     print(f"SavedModel of {checkpoint} in {export_dir}: output stride "
           f"{metadata['output_stride']}, scales {metadata['scales']}, flip {metadata['flip']}",

@@ -5,8 +5,10 @@
 
 For each input image (JPEG or PNG; a directory means the images in it) writes
   OUTPUT/labels/NAME.png    class ids as a palette PNG (the VOC ground-truth format)
-  OUTPUT/colors/NAME.png    the coloured mask (VOC palette, or Cityscapes colours)
+  OUTPUT/colors/NAME.png    the coloured mask, in the colours of the run's classes
   OUTPUT/overlays/NAME.png  the mask blended over the image
+and once OUTPUT/legend.png (each class's colour, id and name) and OUTPUT/classes.json (the
+run's class table: names, colours, ignore value).
 Inference is whole-image at the config's evaluation output stride, scales and flip
 (paper 4.1, 4.3) unless flags say otherwise. A JPEG's EXIF orientation (phone photos) is
 applied first, so the masks line up with the picture as viewers show it (the SavedModel's
@@ -30,7 +32,7 @@ flags.DEFINE_integer("output_stride", None, "Default: the config's eval.output_s
 flags.DEFINE_list("scales", None, "Input scales; default: the config's eval.scales.")
 flags.DEFINE_bool("flip", None, "Average left-right flips; default: the config's eval.flip.")
 flags.DEFINE_enum("colormap", "auto", ["auto", "voc", "cityscapes"],
-                  "auto: from the config's data set.")
+                  "auto: the run's class colours (WORKDIR/classes.json).")
 flags.mark_flags_as_required(["workdir", "input", "output"])
 FLAGS = flags.FLAGS
 
@@ -68,17 +70,17 @@ def main(argv):
     import numpy as np
     import tensorflow as tf
     from deeplab_tf import config as config_lib
-    from deeplab_tf import evaluation, visualization
+    from deeplab_tf import classes, evaluation, plots, visualization
     from deeplab_tf.export import serving
 
     config = evaluation.read_config(FLAGS.workdir)
     checkpoint = evaluation.resolve_checkpoint(FLAGS.workdir, FLAGS.checkpoint)
     settings = config_lib.override_eval(config, FLAGS.output_stride, FLAGS.scales, FLAGS.flip)
     output_stride, scales, flip = settings.output_stride, settings.scales, settings.flip
-    colormap = config.data.dataset if FLAGS.colormap == "auto" else FLAGS.colormap
-    class_names, palette = visualization.dataset_info(colormap)
-    if len(class_names) != config.model.num_classes:
-        class_names = [str(c) for c in range(config.model.num_classes)]
+    table = classes.of_run(FLAGS.workdir, config)
+    class_names = table.names
+    palette = (table.palette() if FLAGS.colormap == "auto"
+               else classes.builtin(FLAGS.colormap).palette())
     model = evaluation.restore_model(config.model, checkpoint, output_stride)
     predict = evaluation.make_predict_fn(model, scales, flip,
                                          config_lib.eval_crop_size(settings))
@@ -87,6 +89,10 @@ def main(argv):
 
     for sub in ("labels", "colors", "overlays"):
         os.makedirs(os.path.join(FLAGS.output, sub), exist_ok=True)
+    classes.write(table, FLAGS.output)
+    legend = plots.legend(os.path.join(FLAGS.output, "legend.png"), table)
+    print(f"classes: {', '.join(f'{i} {n}' for i, n in enumerate(class_names))} "
+          f"(legend {legend})", flush=True)
     failed = []
     start = time.monotonic()
     for number, path in enumerate(files, 1):

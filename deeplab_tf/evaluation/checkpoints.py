@@ -74,15 +74,30 @@ def _restore(model, path):
                          f"classes): {error}") from None
 
 
-def copy_weights(source, target):
-    """Copies every weighted layer of `source` into the same-named layer of `target`."""
-    source_layers = {layer.name: layer for layer in source.layers if layer.weights}
+def copy_weights(source, target, fresh=()):
+    """Copies every weighted layer of `source` into the same-named layer of `target`.
+
+    Layers whose names start with one of the `fresh` prefixes are not copied: they keep
+    their initialisation in `target` (fine-tuning with a new head). Returns their names.
+    """
+    source_layers = {layer.name: layer for layer in source.layers if layer.weights
+                     and not layer.name.startswith(tuple(fresh))}
     target_layers = {layer.name: layer for layer in target.layers if layer.weights}
+    kept = sorted(name for name in target_layers if name.startswith(tuple(fresh)))
+    for name in kept:
+        del target_layers[name]
     if source_layers.keys() != target_layers.keys():
         missing = sorted(source_layers.keys() ^ target_layers.keys())
         raise ValueError(f"the models differ in their weighted layers: {missing[:5]}")
+    for name, layer in target_layers.items():  # every layer checked before any is set
+        shapes = [tuple(v.shape) for v in source_layers[name].weights]
+        needed = [tuple(v.shape) for v in layer.weights]
+        if shapes != needed:
+            raise ValueError(f"layer {name}: shapes {shapes} in the source model, {needed} "
+                             f"in the target")
     for name, layer in target_layers.items():
         layer.set_weights(source_layers[name].get_weights())
+    return kept
 
 
 def restore_model(model_config, checkpoint, output_stride="train"):

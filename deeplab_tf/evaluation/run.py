@@ -3,25 +3,17 @@
 The one place where a work dir's checkpoint becomes a model at the evaluation output
 stride, runs over `data.eval_input` padded to `eval.crop_size` with the configured scales
 and flips, and writes WORKDIR/eval: results.json, results_<step>.json and .txt, the
-TensorBoard scalars and the per-class IoU chart (per_class_iou_<step>.png). `tools.evaluate`,
+TensorBoard scalars and the per-class IoU chart (per_class_iou_<step>.png), with the names
+and colours of the run's class table (WORKDIR/classes.json). `tools.evaluate`,
 `tools.evaluate --watch` and the `evaluator` task of a training cluster all call it.
 """
 import os
 
 from absl import logging
 
+from deeplab_tf import classes
 from deeplab_tf import config as config_lib
 from deeplab_tf.evaluation import checkpoints, evaluator, inference
-
-
-def class_names_for(config):
-    """The data set's class names, or None where they do not fit the model."""
-    from deeplab_tf import visualization
-    try:
-        names, _ = visualization.dataset_info(config.data.dataset)
-    except ValueError:
-        return None
-    return names if len(names) == config.model.num_classes else None
 
 
 def evaluate_checkpoint(config, workdir, checkpoint, verbose=True):
@@ -31,6 +23,7 @@ def evaluate_checkpoint(config, workdir, checkpoint, verbose=True):
     """
     import deeplab_tf.data  # registers the TFDS builders
     step = evaluator.checkpoint_step(checkpoint)
+    class_table = classes.of_run(workdir, config)  # names in the table, colours in the chart
     model = checkpoints.restore_model(config.model, checkpoint, config.eval.output_stride)
     output_stride = inference.model_output_stride(model)
     crop_size = config_lib.eval_crop_size(config.eval)  # None: smallest OS*k+1
@@ -43,7 +36,7 @@ def evaluate_checkpoint(config, workdir, checkpoint, verbose=True):
                  config.eval.scales, config.eval.flip)
     count = int(dataset.cardinality())  # TFDS splits know their size; else -1 or -2
     confusion = evaluator.evaluate(predict, evaluator.examples_from_eval_input(dataset),
-                                   config.model.num_classes, class_names_for(config),
+                                   config.model.num_classes, class_table.names,
                                    config.data.ignore_label,
                                    num_examples=count if count > 0 else None,
                                    verbose=verbose)
@@ -53,21 +46,17 @@ def evaluate_checkpoint(config, workdir, checkpoint, verbose=True):
                     crop_size=list(crop_size) if crop_size else "smallest")
     result = confusion.result()
     table = evaluator.write_results(workdir, result, step, settings)
-    write_chart(config, workdir, result, step)
+    write_chart(config, workdir, result, step, class_table)
     logging.info("step %d: mIoU %s on %s/%s", step, result["miou"], config.data.dataset,
                  config.eval.split)
     return step, result, table
 
 
-def write_chart(config, workdir, result, step):
+def write_chart(config, workdir, result, step, class_table):
     """WORKDIR/eval/per_class_iou_<step>.png: the table as bars in the class colours."""
-    from deeplab_tf import plots, visualization
-    try:
-        _, palette = visualization.dataset_info(config.data.dataset)
-    except ValueError:
-        palette = visualization.palette_for(config.model.num_classes)
+    from deeplab_tf import plots
     path = os.path.join(workdir, evaluator.EVAL_DIR, f"per_class_iou_{step}.png")
-    plots.per_class_iou_chart(path, result, palette, title=(
+    plots.per_class_iou_chart(path, result, class_table.palette(), title=(
         f"{config.name or workdir}, step {step}: {config.data.dataset}/"
         f"{config.eval.split}, OS {config.eval.output_stride}, scales "
         f"{list(config.eval.scales)}, flip {config.eval.flip}"))

@@ -7,7 +7,9 @@ Two signatures, output stride / scales / flip / padded size fixed at export time
   serve_images     images: uint8 [B, H, W, 3] (one size per call)
                    -> labels int32 [B, H, W], probabilities float32 [B, H, W, C] (optional)
 The SavedModel holds only TensorFlow ops and the weights: it loads with
-`tf.saved_model.load` in a process that has neither Keras nor deeplab_tf.
+`tf.saved_model.load` in a process that has neither Keras nor deeplab_tf. What each label
+means travels with it: the class table (names, colours, ignore value) is the asset
+EXPORT_DIR/assets/classes.json and the `classes` of EXPORT_DIR/deeplab_export.json.
 
 Warm-up: a fresh server spends its first request building and optimising the graph
 (seconds). TF Serving runs the PredictionLog records of
@@ -18,11 +20,13 @@ Python process that serves with `tf.saved_model.load`.
 """
 import json
 import os
+import tempfile
 
 import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
+from deeplab_tf import classes
 from deeplab_tf.evaluation import inference
 from deeplab_tf.export import serving
 
@@ -33,10 +37,12 @@ WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")  # TF S
 
 
 def export_saved_model(model, export_dir, scales=(1.0,), flip=False, probabilities=False,
-                       max_pixels=serving.DEFAULT_MAX_PIXELS, class_names=None,
+                       max_pixels=serving.DEFAULT_MAX_PIXELS, class_table=None,
                        crop_size=None, warmup_size=513):
     """Writes `model` (a DeepLabV3 at the serving output stride) as a SavedModel.
 
+    `class_table`: the model's `classes.ClassTable`, written as the asset
+    EXPORT_DIR/assets/classes.json and into the metadata (what label 3 means).
     `crop_size`: the (height, width) every image is padded to (the evaluation crop), or
     None for the smallest output_stride*k+1; recorded in the metadata.
     Also writes the warm-up requests (images of warmup_size x warmup_size; None: none).
@@ -72,12 +78,21 @@ def export_saved_model(model, export_dir, scales=(1.0,), flip=False, probabiliti
         tf.TensorSpec([None], tf.string, name="images")])
     root.serve_images = tf.function(serve_images, autograph=False, input_signature=[
         tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
-    tf.saved_model.save(root, export_dir, signatures={
-        SIGNATURE_BYTES: root.serve_bytes.get_concrete_function(),
-        SIGNATURE_IMAGES: root.serve_images.get_concrete_function()})
+    with tempfile.TemporaryDirectory() as staging:
+        if class_table is not None:
+            if class_table.num_classes != model.num_classes:
+                raise ValueError(f"{class_table.num_classes} classes in the class table, "
+                                 f"{model.num_classes} in the model")
+            # An asset travels with the SavedModel (tf.saved_model.save copies it to
+            # EXPORT_DIR/assets/); `loaded.classes_file.asset_path` finds it after a load.
+            root.classes_file = tf.saved_model.Asset(classes.write(class_table, staging))
+        tf.saved_model.save(root, export_dir, signatures={
+            SIGNATURE_BYTES: root.serve_bytes.get_concrete_function(),
+            SIGNATURE_IMAGES: root.serve_images.get_concrete_function()})
 
     metadata = dict(settings, num_classes=model.num_classes,
-                    class_names=list(class_names or []),
+                    class_names=list(class_table.names) if class_table else [],
+                    classes=class_table.to_dict() if class_table else None,
                     signatures={SIGNATURE_BYTES: "string [N] JPEG/PNG bytes (decoded as "
                                                  "stored, without EXIF rotation)",
                                 SIGNATURE_IMAGES: "uint8 [B,H,W,3]"},

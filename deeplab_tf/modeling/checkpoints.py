@@ -43,8 +43,11 @@ class CheckpointMismatchError(ValueError):
     """The file on disk does not fit the model; the message lists every difference."""
 
 
-def load_init_weights(model, path):
+def load_init_weights(model, path, fresh=()):
     """Initialises `model` from `path`: a TF-slim resnet_v1 checkpoint or a `.weights.h5`.
+
+    Layers whose names start with a `fresh` prefix keep their initialisation (a new head
+    for other classes); an ImageNet checkpoint never holds the head anyway.
 
     Args:
       model: a model from `deeplabv3` or `atrous_resnet`.
@@ -61,7 +64,7 @@ def load_init_weights(model, path):
     """
     path = os.fspath(path)
     if path.endswith(".h5"):
-        return load_weights_h5(model, path)
+        return load_weights_h5(model, path, fresh)
     return load_slim_checkpoint(model, path)
 
 
@@ -235,7 +238,7 @@ def _read_h5(path):
     return contents
 
 
-def load_weights_h5(model, path):
+def load_weights_h5(model, path, fresh=()):
     """Loads a `.weights.h5` written by `model.save_weights`, layer by layer name.
 
     Keras itself matches layers by position; a file from a model whose layers differ would
@@ -252,11 +255,16 @@ def load_weights_h5(model, path):
         raise CheckpointMismatchError(f"{path} is not a Keras .weights.h5 file: {error}")
     groups = _h5_groups(model)
     if all(name is not None for name, _ in contents.values()):
-        stored = {str(name): (name, values) for name, values in contents.values()}
+        stored = {str(name): (name, values) for name, values in contents.values()
+                  if not str(name).startswith(tuple(fresh))}
         layers = {layer.name: layer for layer in groups.values()}
     else:
         stored = contents
         layers = groups
+    # The layers that start fresh: not loaded, and their stored values not expected.
+    for key in [k for k, layer in layers.items() if layer.name.startswith(tuple(fresh))]:
+        del layers[key]
+        stored.pop(key, None)
     problems = []
     for key, layer in layers.items():
         needed = [tuple(v.shape) for v in layer.weights]

@@ -119,42 +119,119 @@ def check_workers_agree(strategy, step, latest, workdir, task_index):
     return steps[0]
 
 
-def _load_run_weights(model, workdir, prefix):
+# Architecture fields that decide which weighted layers a DeepLabv3 has; atrous rates and
+# the output stride add no weights, so they may differ between the runs.
+_WEIGHT_FIELDS = ("builder", "depth", "head", "extra_blocks", "image_pooling")
+FRESH_OPTION = "train.initialize_last_layer=false"
+
+
+def last_layers(train_config):
+    """The layer-name prefixes that start fresh instead of loading init_checkpoint: none
+    by default; with initialize_last_layer=False the head, or only the logits with
+    last_layers_contain_logits_only (the authors' train.py options)."""
+    from deeplab_tf.train import optimizer
+    if train_config.initialize_last_layer:
+        return ()
+    if train_config.last_layers_contain_logits_only:
+        return (optimizer.LOGITS_LAYER,)
+    return optimizer.HEAD_LAYER_PREFIXES
+
+
+def class_count(model):
+    """The number of classes of a model: the filters of its `logits` layer."""
+    return int(model.get_layer("logits").weights[0].shape[-1])
+
+
+def _refuse_other_classes(source_classes, model, path):
+    if source_classes != class_count(model):
+        raise ValueError(
+            f"train.init_checkpoint={path} holds a model of {source_classes} classes, this "
+            f"run's has {class_count(model)}: --set {FRESH_OPTION} starts the head (with "
+            f"train.last_layers_contain_logits_only=true only the logits) fresh and loads "
+            f"the rest")
+
+
+def _load_run_weights(model, workdir, prefix, fresh, model_config=None):
     """The model weights of a training run's checkpoint, whatever its output stride.
 
     Keras 3 keys a model's variables by layer position, and the layer list depends on the
     output stride (a strided conv2d_same adds a padding layer), so the stage 1 model (OS
-    16) is rebuilt from the run's config.json, restored, and copied by layer name.
+    16) is rebuilt from the run's config.json, restored, and copied by layer name; the
+    layers named by the `fresh` prefixes keep their initialisation. Returns their names.
     """
     from deeplab_tf.evaluation import checkpoints as run_checkpoints
     if tf.io.gfile.exists(os.path.join(workdir, "config.json")):
         trained_config = run_checkpoints.read_config(workdir)
+        if model_config is not None:
+            differ = [f"model.{f}={getattr(trained_config.model, f)!r}" for f in _WEIGHT_FIELDS
+                      if getattr(trained_config.model, f) != getattr(model_config, f)]
+            if differ:
+                raise ValueError(f"train.init_checkpoint={workdir} was trained with "
+                                 f"{', '.join(differ)}; this run differs: --set those values")
         source = run_checkpoints.restore_model(trained_config.model, prefix)
-        run_checkpoints.copy_weights(source, model)
-    else:  # a bare checkpoint directory: it must be of this very model
-        status = tf.train.Checkpoint(model=model).restore(prefix).expect_partial()
-        status.assert_existing_objects_matched()
+        if not fresh:
+            _refuse_other_classes(class_count(source), model, workdir)
+        return run_checkpoints.copy_weights(source, model, fresh)
+    if fresh:  # a bare checkpoint directory: it must be of this very model
+        raise ValueError(f"train.init_checkpoint={workdir}: {FRESH_OPTION} needs the run's "
+                         f"work dir (with its config.json) to rebuild the trained model")
+    status = tf.train.Checkpoint(model=model).restore(prefix).expect_partial()
+    status.assert_existing_objects_matched()
+    return []
 
 
-def load_init_weights(model, path):
+def _run_of(prefix):
+    """The work dir of an object-based checkpoint prefix WORKDIR/checkpoints/ckpt-N, or
+    None for any other file (a TF-slim checkpoint)."""
+    names = dict(tf.train.list_variables(prefix))
+    if "_CHECKPOINTABLE_OBJECT_GRAPH" not in names:
+        return None
+    directory = os.path.dirname(prefix)
+    if os.path.basename(directory.rstrip("/")) == CHECKPOINT_DIR:
+        return os.path.dirname(directory.rstrip("/"))
+    return directory
+
+
+def load_init_weights(model, path, train_config=None, model_config=None):
     """Initialises the model from `path` before step 0 (config `train.init_checkpoint`).
 
     A work dir (or a directory of tf.train checkpoints) gives the model weights of its
-    latest checkpoint: stage 2 of the protocol (OS 8) starts from stage 1 (OS 16) this
-    way; atrous rates add no weights. Other paths (a TF-slim
-    ImageNet checkpoint, a .weights.h5) go to `deeplab_tf.modeling.checkpoints`.
+    latest checkpoint, a checkpoint prefix in one (WORKDIR/checkpoints/ckpt-N) that
+    checkpoint's: stage 2 of the protocol (OS 8) starts from stage 1 (OS 16) this way;
+    atrous rates add no weights. Other paths (a TF-slim ImageNet checkpoint, a
+    .weights.h5) go to `deeplab_tf.modeling.checkpoints`. With `train_config`'s
+    initialize_last_layer=False the last layers (`last_layers`) start fresh, and the log
+    names them; without it a checkpoint of another class count is refused.
     """
+    fresh = last_layers(train_config) if train_config is not None else ()
+    prefix = None
     if tf.io.gfile.isdir(path):
-        latest = latest_checkpoint(path)
-        if latest is None:
+        prefix = latest_checkpoint(path)
+        if prefix is None:
             raise FileNotFoundError(f"train.init_checkpoint={path!r}: a directory without "
                                     f"checkpoints (looked in {checkpoint_dir(path)})")
-        _load_run_weights(model, path, latest)
-        logging.info("initialised the model from %s", latest)
-        return latest
-    if not (tf.io.gfile.exists(path) or tf.io.gfile.exists(path + ".index")):
+        workdir = path
+    elif not (tf.io.gfile.exists(path) or tf.io.gfile.exists(path + ".index")):
         raise FileNotFoundError(f"train.init_checkpoint={path!r} does not exist")
-    checkpoints = importlib.import_module("deeplab_tf.modeling.checkpoints")
-    checkpoints.load_init_weights(model, path)
-    logging.info("initialised the model from %s", path)
-    return path
+    elif not path.endswith(".h5") and tf.io.gfile.exists(path + ".index"):
+        workdir = _run_of(path)
+        prefix = path if workdir else None
+    if prefix is not None:
+        started_fresh = _load_run_weights(model, workdir, prefix, fresh, model_config)
+    else:
+        checkpoints = importlib.import_module("deeplab_tf.modeling.checkpoints")
+        try:
+            checkpoints.load_init_weights(model, path, fresh=fresh)
+        except checkpoints.CheckpointMismatchError as error:
+            if not fresh and "layer logits: file has shapes" in str(error):
+                raise ValueError(f"train.init_checkpoint={path} holds logits of another "
+                                 f"class count than this run's {class_count(model)}: --set "
+                                 f"{FRESH_OPTION} starts the head fresh") from None
+            raise
+        started_fresh = [layer.name for layer in model.layers
+                         if layer.weights and fresh and layer.name.startswith(fresh)]
+        prefix = path
+    logging.info("initialised the model from %s", prefix)
+    if started_fresh:
+        logging.info("started fresh (%s): %s", FRESH_OPTION, ", ".join(started_fresh))
+    return prefix, list(started_fresh)

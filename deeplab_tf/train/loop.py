@@ -29,6 +29,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from deeplab_tf import classes
 from deeplab_tf import cluster
 from deeplab_tf import config as config_lib
 from deeplab_tf import modeling
@@ -57,6 +58,16 @@ def default_dataset_fn(config):
         return data.train_input(config.data, config.train.batch_size, seed=seed,
                                 input_context=input_context)
     return dataset_fn
+
+
+def data_class_table(config):
+    """The class table of the training data set; fills and checks `config` against it."""
+    from deeplab_tf import data
+    dataset, data_dir = config.data.dataset, config.data.data_dir
+    table = data.class_table(dataset, data_dir)
+    source = f"data set {dataset}" + (f" in {data_dir}" if data_dir else "")
+    config_lib.apply_class_table(config, table, source)
+    return table
 
 
 def _build_model(config, num_replicas):
@@ -90,6 +101,9 @@ class Trainer:
         train = config.train
         cluster.check_supported(train, self.kind, self.strategy.num_replicas_in_sync)
         self.init_checkpoint = config_lib.init_checkpoint_path(config)  # refuses ""
+        # The data set's classes, typed once: the class count, names in the config, and
+        # WORKDIR/classes.json for evaluation, pictures and exports.
+        self.class_table = data_class_table(config)
         keras.utils.set_random_seed(train.seed)
         self._write_config()
         with self.strategy.scope():
@@ -127,8 +141,7 @@ class Trainer:
             data_streams=self.data_streams.counter if self.is_async else None,
             max_to_keep=train.max_checkpoints if self.is_chief else 1)
         self.summaries = summaries_lib.TrainSummaries(
-            os.path.join(workdir, "train"), config.data.dataset, config.model.num_classes,
-            enabled=self.is_chief)
+            os.path.join(workdir, "train"), self.class_table, enabled=self.is_chief)
         self._last_saved = None
 
     # ---------------------------------------------------------------- setup
@@ -138,6 +151,7 @@ class Trainer:
             tf.io.gfile.makedirs(self.workdir)
             with tf.io.gfile.GFile(os.path.join(self.workdir, "config.json"), "w") as f:
                 f.write(config_lib.to_json(self.config))
+            classes.write(self.class_table, self.workdir)
 
     def _make_input(self):
         if self.is_async:
@@ -168,7 +182,8 @@ class Trainer:
         if latest:
             logging.info("resumed from %s at step %d", latest, int(self.step.numpy()))
         elif self.init_checkpoint:
-            checkpointing.load_init_weights(self.model, self.init_checkpoint)
+            checkpointing.load_init_weights(self.model, self.init_checkpoint,
+                                            self.config.train, self.config.model)
         self._last_saved = int(self.step.numpy()) if latest else None
         return int(self.step.numpy())
 

@@ -4,7 +4,7 @@ Scalars (under WORKDIR/train): `loss` (cross-entropy + weight decay), `cross_ent
 `weight_decay`, `learning_rate`, `pixel_accuracy` and `mean_iou` of the training batches
 since the previous summary, `step_time` (seconds per step) and `examples_per_second`.
 Images: `image`, `ground_truth` and `prediction` of the first example of a batch, the masks
-in the data set's colours (deeplab_tf.visualization), at `train.image_summary_every`.
+in the data set's colours (its `classes.ClassTable`), at `train.image_summary_every`.
 """
 import datetime
 
@@ -31,13 +31,11 @@ def mean_iou(confusion):
 class TrainSummaries:
     """Writes the scalars and images above; a no-op writer on non-chief workers."""
 
-    def __init__(self, logdir, dataset, num_classes, enabled=True):
+    def __init__(self, logdir, class_table, enabled=True):
         self._writer = (tf.summary.create_file_writer(logdir) if enabled
                         else tf.summary.create_noop_writer())
-        try:
-            _, self._palette = visualization.dataset_info(dataset)
-        except ValueError:
-            self._palette = visualization.palette_for(num_classes)
+        self._palette = class_table.palette()
+        num_classes = class_table.num_classes
         self._confusion = np.zeros((num_classes, num_classes), np.float64)
 
     def accumulate(self, confusion):
