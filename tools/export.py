@@ -27,6 +27,12 @@ flags.DEFINE_list("scales", None, "Input scales; default: the config's eval.scal
 flags.DEFINE_bool("flip", None, "Average left-right flips; default: the config's eval.flip.")
 flags.DEFINE_bool("probabilities", False, "Also output the class probabilities.")
 flags.DEFINE_integer("max_pixels", None, "Refuse larger images (default 2048*2048).")
+flags.DEFINE_enum("format", "saved_model", ["saved_model", "tflite", "onnx"],
+                  "saved_model, or one deployable file (EXPORT_DIR/model*.tflite|.onnx with "
+                  "classes.json; single scale, fixed evaluation-crop input size).")
+flags.DEFINE_enum("quantize", "none", ["none", "float16", "int8"],
+                  "TFLite: float32 (none), float16 weights, or full-integer int8.")
+flags.DEFINE_integer("num_representative", 100, "int8: training images to calibrate on.")
 flags.DEFINE_bool("tflite", False, "Also write model.tflite (single scale, fixed size).")
 flags.DEFINE_integer("tflite_size", None, "TFLite input size (default: data.crop_size).")
 flags.DEFINE_integer("warmup_size", None, "Side of the warm-up requests' image (default: "
@@ -61,6 +67,13 @@ def main(argv):
     warmup_size = default_warmup if FLAGS.warmup_size is None else FLAGS.warmup_size
     # TF logs every renamed capture of the traced graph at INFO: thousands of lines.
     logging.set_verbosity(logging.WARNING)
+    if FLAGS.format != "saved_model":
+        from deeplab_tf.export import deploy
+        path = deploy.export_file(model, config, export_dir, FLAGS.format, FLAGS.quantize,
+                                  FLAGS.num_representative, crop_size=crop_size or (
+                                      config.data.crop_size,) * 2)
+        print(f"{FLAGS.format} ({FLAGS.quantize}) of {checkpoint} in {path}", flush=True)
+        return
     metadata = saved_model.export_saved_model(
         model, export_dir, scales=scales, flip=flip, probabilities=FLAGS.probabilities,
         max_pixels=FLAGS.max_pixels or serving.DEFAULT_MAX_PIXELS, class_names=class_names,

@@ -26,6 +26,8 @@ flags.DEFINE_string("workdir", None, "Training work dir (config.json, checkpoint
 flags.DEFINE_list("input", None, "Image files and/or directories of images.")
 flags.DEFINE_string("output", None, "Directory for labels/, colors/ and overlays/.")
 flags.DEFINE_string("checkpoint", None, "A checkpoint prefix or directory (default: latest).")
+flags.DEFINE_string("model_file", None, "Predict with this exported .tflite/.onnx file "
+                    "instead of a checkpoint (images up to its input size).")
 flags.DEFINE_integer("output_stride", None, "Default: the config's eval.output_stride.")
 flags.DEFINE_list("scales", None, "Input scales; default: the config's eval.scales.")
 flags.DEFINE_bool("flip", None, "Average left-right flips; default: the config's eval.flip.")
@@ -79,11 +81,20 @@ def main(argv):
     class_names, palette = visualization.dataset_info(colormap)
     if len(class_names) != config.model.num_classes:
         class_names = [str(c) for c in range(config.model.num_classes)]
-    model = evaluation.restore_model(config.model, checkpoint, output_stride)
-    predict = evaluation.make_predict_fn(model, scales, flip,
-                                         config_lib.eval_crop_size(settings))
-    print(f"{len(files)} images; {checkpoint} at output stride "
-          f"{evaluation.model_output_stride(model)}, scales {scales}, flip {flip}", flush=True)
+    if FLAGS.model_file:
+        from deeplab_tf.export import runner
+        deployed = runner.load(FLAGS.model_file)
+        labels_of = deployed.labels
+        print(f"{len(files)} images; {FLAGS.model_file} ({deployed.kind}, "
+              f"{deployed.height}x{deployed.width} input)", flush=True)
+    else:
+        model = evaluation.restore_model(config.model, checkpoint, output_stride)
+        predict = evaluation.make_predict_fn(model, scales, flip,
+                                             config_lib.eval_crop_size(settings))
+        labels_of = lambda image: predict(tf.constant(image[None], tf.float32))[0].numpy()[0]
+        print(f"{len(files)} images; {checkpoint} at output stride "
+              f"{evaluation.model_output_stride(model)}, scales {scales}, flip {flip}",
+              flush=True)
 
     for sub in ("labels", "colors", "overlays"):
         os.makedirs(os.path.join(FLAGS.output, sub), exist_ok=True)
@@ -96,11 +107,11 @@ def main(argv):
                 encoded = f.read()
             image = visualization.apply_exif_orientation(
                 serving.decode_image(encoded), visualization.exif_orientation(encoded))
+            labels = labels_of(image)
         except (OSError, ValueError) as error:
             print(f"{prefix}: skipped: {error}", file=sys.stderr, flush=True)
             failed.append((path, str(error)))
             continue
-        labels = predict(tf.constant(image[None], tf.float32))[0].numpy()[0]
         name = os.path.splitext(os.path.basename(path))[0] + ".png"
         visualization.label_png(labels, palette).save(os.path.join(FLAGS.output, "labels", name))
         with open(os.path.join(FLAGS.output, "colors", name), "wb") as f:
