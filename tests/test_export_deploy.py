@@ -98,15 +98,16 @@ for path in sys.argv[2:]:
         interpreter.invoke()
         labels = interpreter.get_tensor(target["index"])
         model = schema.Model.GetRootAsModel(open(path, "rb").read(), 0)
+        # The converter's own entries (min_runtime_version, ...) are binary: bytes here.
         meta = {model.Metadata(i).Name().decode(): model.Buffers(
-            model.Metadata(i).Buffer()).DataAsNumpy().tobytes().decode()
+            model.Metadata(i).Buffer()).DataAsNumpy().tobytes()
             for i in range(model.MetadataLength())}
     else:
         session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
         labels = session.run(None, {session.get_inputs()[0].name: image})[0]
         meta = {p.key: p.value for p in onnx.load(path).metadata_props}
     out[path] = dict(labels=labels.tolist(), dtype=str(labels.dtype),
-                     classes=json.loads(meta["deeplab_classes"])["names"])
+                     classes=json.loads(meta["deeplab_classes"])["names"])  # str or bytes
 assert not [m for m in sys.modules if m.startswith(("deeplab_tf", "tensorflow"))]
 print(json.dumps(out))
 """
