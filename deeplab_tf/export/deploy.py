@@ -92,6 +92,6 @@ def evaluate_file(config, path, threads=2, verbose=True):
     result = confusion.result()
     text = metrics.format_table(result, title=f"{path} on {config.data.dataset}/"
                                               f"{config.eval.split}")
-    with open(os.path.splitext(path)[0] + f"_eval_{config.eval.split}.json", "w") as f:
+    with open(f"{path}.eval_{config.eval.split}.json", "w") as f:  # model.tflite.eval_val.json
         f.write(json.dumps(dict(result, file=path, split=config.eval.split), indent=2))
     return result, text
