@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 import tensorflow as tf
+from ai_edge_litert.interpreter import Interpreter
 
 from deeplab_tf import config as config_lib
 from deeplab_tf.evaluation import inference
@@ -26,7 +27,7 @@ def test_tflite_labels_equal_keras_labels(tmp_path):
                                            (bias - logits.mean()) / logits.std()])
 
     path = tflite.convert_tflite(model, str(tmp_path / "model.tflite"), size)
-    interpreter = tf.lite.Interpreter(model_path=path)
+    interpreter = Interpreter(model_path=path)
     interpreter.allocate_tensors()
     (source,), (target,) = interpreter.get_input_details(), interpreter.get_output_details()
     assert tuple(source["shape"]) == (1, size, size, 3) and source["dtype"] == np.uint8

@@ -23,6 +23,8 @@ flags.DEFINE_integer("eval_output_stride", None, "Output stride to evaluate at (
 flags.DEFINE_list("eval_scales", None, "Input scales, e.g. 0.5,0.75,1.0,1.25,1.5,1.75.")
 flags.DEFINE_bool("add_flipped_images", None, "Also average left-right flipped inputs.")
 flags.DEFINE_string("checkpoint", None, "A checkpoint prefix or directory (default: latest).")
+flags.DEFINE_string("model_file", None, "Evaluate this exported .tflite/.onnx file instead "
+                    "of a checkpoint (its own size; single scale, no flip).")
 flags.DEFINE_bool("watch", False, "Keep evaluating each new checkpoint until the last step.")
 flags.DEFINE_integer("watch_timeout", 3600, "--watch stops after this many seconds without "
                      "a new checkpoint.")
@@ -61,6 +63,12 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     config = load_config()
     from deeplab_tf.evaluation import checkpoints
+    if FLAGS.model_file:
+        from deeplab_tf import classes
+        from deeplab_tf.export import deploy
+        table = classes.of_run(FLAGS.workdir, config)
+        print(deploy.evaluate_file(config, FLAGS.model_file, class_table=table)[1], flush=True)
+        return
     if not FLAGS.watch:
         evaluate_checkpoint(config, checkpoints.resolve_checkpoint(FLAGS.workdir,
                                                                    FLAGS.checkpoint))

@@ -1,8 +1,10 @@
-"""Exports a training run's checkpoint as a SavedModel for serving (and optionally TFLite).
+"""Exports a training run's checkpoint: a SavedModel for serving, or a TFLite / ONNX file.
 
     python -m tools.export --workdir=runs/demo --export_dir=runs/demo/export
     python -m tools.export --workdir=runs/voc --export_dir=/srv/deeplab/1 \
         --output_stride=8 --scales=0.5,0.75,1.0,1.25,1.5,1.75 --flip --probabilities
+    python -m tools.export --workdir=runs/demo --format=tflite --quantize=int8
+    python -m tools.export --workdir=runs/demo --format=onnx
 
 Signatures (see deeplab_tf/export/saved_model.py and serving.py):
   serving_default: images string [N] (JPEG/PNG bytes) -> labels, heights, widths, status
@@ -11,7 +13,8 @@ Signatures (see deeplab_tf/export/saved_model.py and serving.py):
 default to the config's eval section. Inspect with `saved_model_cli show --dir DIR --all`.
 The run's class table (names, colours, ignore value) goes into DIR/assets/classes.json and
 DIR/deeplab_export.json, so that whoever serves the model knows what each label means.
---tflite also writes DIR/model.tflite: single scale, no flip, [1,S,S,3] uint8 images.
+--format=tflite|onnx writes DIR/model[_float16|_int8].tflite or DIR/model.onnx instead, with
+DIR/classes.json: single scale, no flip, uint8 [1,H,W,3] images of the evaluation crop in.
 DIR/assets.extra/tf_serving_warmup_requests holds one warm-up request per signature (an
 image of --warmup_size pixels a side), which TF Serving runs before it serves.
 """
@@ -29,8 +32,12 @@ flags.DEFINE_list("scales", None, "Input scales; default: the config's eval.scal
 flags.DEFINE_bool("flip", None, "Average left-right flips; default: the config's eval.flip.")
 flags.DEFINE_bool("probabilities", False, "Also output the class probabilities.")
 flags.DEFINE_integer("max_pixels", None, "Refuse larger images (default 2048*2048).")
-flags.DEFINE_bool("tflite", False, "Also write model.tflite (single scale, fixed size).")
-flags.DEFINE_integer("tflite_size", None, "TFLite input size (default: data.crop_size).")
+flags.DEFINE_enum("format", "saved_model", ["saved_model", "tflite", "onnx"],
+                  "saved_model, or one deployable file (EXPORT_DIR/model*.tflite|.onnx with "
+                  "classes.json; single scale, fixed evaluation-crop input size).")
+flags.DEFINE_enum("quantize", "none", ["none", "float16", "int8"],
+                  "TFLite: float32 (none), float16 weights, or full-integer int8.")
+flags.DEFINE_integer("num_representative", 100, "int8: training images to calibrate on.")
 flags.DEFINE_integer("warmup_size", None, "Side of the warm-up requests' image (default: "
                      "the evaluation crop's shorter side; 0: no warm-up requests).")
 flags.mark_flag_as_required("workdir")
@@ -42,7 +49,7 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     from deeplab_tf import config as config_lib
     from deeplab_tf import classes, evaluation
-    from deeplab_tf.export import saved_model, serving, tflite
+    from deeplab_tf.export import saved_model, serving
 
     config = evaluation.read_config(FLAGS.workdir)
     checkpoint = evaluation.resolve_checkpoint(FLAGS.workdir, FLAGS.checkpoint)
@@ -58,6 +65,13 @@ def main(argv):
     warmup_size = default_warmup if FLAGS.warmup_size is None else FLAGS.warmup_size
     # TF logs every renamed capture of the traced graph at INFO: thousands of lines.
     logging.set_verbosity(logging.WARNING)
+    if FLAGS.format != "saved_model":
+        from deeplab_tf.export import deploy
+        path = deploy.export_file(model, config, export_dir, FLAGS.format, FLAGS.quantize,
+                                  FLAGS.num_representative, crop_size=crop_size or (
+                                      config.data.crop_size,) * 2, class_table=class_table)
+        print(f"{FLAGS.format} ({FLAGS.quantize}) of {checkpoint} in {path}", flush=True)
+        return
     metadata = saved_model.export_saved_model(
         model, export_dir, scales=scales, flip=flip, probabilities=FLAGS.probabilities,
         max_pixels=FLAGS.max_pixels or serving.DEFAULT_MAX_PIXELS, class_table=class_table,
@@ -68,11 +82,6 @@ def main(argv):
     if metadata["warmup_size"]:
         print(f"warm-up requests ({warmup_size}x{warmup_size}) in "
               f"{os.path.join(export_dir, saved_model.WARMUP_FILE)}", flush=True)
-    if FLAGS.tflite:
-        size = FLAGS.tflite_size or config.data.crop_size
-        path = tflite.convert_tflite(model, os.path.join(export_dir, "model.tflite"),
-                                     size, config_lib.eval_crop_size(settings))
-        print(f"TFLite model for {size}x{size} images in {path}", flush=True)
 
 
 if __name__ == "__main__":

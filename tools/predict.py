@@ -28,6 +28,8 @@ flags.DEFINE_string("workdir", None, "Training work dir (config.json, checkpoint
 flags.DEFINE_list("input", None, "Image files and/or directories of images.")
 flags.DEFINE_string("output", None, "Directory for labels/, colors/ and overlays/.")
 flags.DEFINE_string("checkpoint", None, "A checkpoint prefix or directory (default: latest).")
+flags.DEFINE_string("model_file", None, "Predict with this exported .tflite/.onnx file "
+                    "instead of a checkpoint (images up to its input size).")
 flags.DEFINE_integer("output_stride", None, "Default: the config's eval.output_stride.")
 flags.DEFINE_list("scales", None, "Input scales; default: the config's eval.scales.")
 flags.DEFINE_bool("flip", None, "Average left-right flips; default: the config's eval.flip.")
@@ -78,14 +80,24 @@ def main(argv):
     settings = config_lib.override_eval(config, FLAGS.output_stride, FLAGS.scales, FLAGS.flip)
     output_stride, scales, flip = settings.output_stride, settings.scales, settings.flip
     table = classes.of_run(FLAGS.workdir, config)
+    if FLAGS.model_file:
+        from deeplab_tf.export import runner
+        deployed = runner.load(FLAGS.model_file)
+        table = deployed.class_table or table  # the file's own classes.json wins
+        labels_of = deployed.labels
+        print(f"{len(files)} images; {FLAGS.model_file} ({deployed.kind}, "
+              f"{deployed.height}x{deployed.width} input)", flush=True)
+    else:
+        model = evaluation.restore_model(config.model, checkpoint, output_stride)
+        predict = evaluation.make_predict_fn(model, scales, flip,
+                                             config_lib.eval_crop_size(settings))
+        labels_of = lambda image: predict(tf.constant(image[None], tf.float32))[0].numpy()[0]
+        print(f"{len(files)} images; {checkpoint} at output stride "
+              f"{evaluation.model_output_stride(model)}, scales {scales}, flip {flip}",
+              flush=True)
     class_names = table.names
     palette = (table.palette() if FLAGS.colormap == "auto"
                else classes.builtin(FLAGS.colormap).palette())
-    model = evaluation.restore_model(config.model, checkpoint, output_stride)
-    predict = evaluation.make_predict_fn(model, scales, flip,
-                                         config_lib.eval_crop_size(settings))
-    print(f"{len(files)} images; {checkpoint} at output stride "
-          f"{evaluation.model_output_stride(model)}, scales {scales}, flip {flip}", flush=True)
 
     for sub in ("labels", "colors", "overlays"):
         os.makedirs(os.path.join(FLAGS.output, sub), exist_ok=True)
@@ -102,11 +114,11 @@ def main(argv):
                 encoded = f.read()
             image = visualization.apply_exif_orientation(
                 serving.decode_image(encoded), visualization.exif_orientation(encoded))
+            labels = labels_of(image)
         except (OSError, ValueError) as error:
             print(f"{prefix}: skipped: {error}", file=sys.stderr, flush=True)
             failed.append((path, str(error)))
             continue
-        labels = predict(tf.constant(image[None], tf.float32))[0].numpy()[0]
         name = os.path.splitext(os.path.basename(path))[0] + ".png"
         visualization.label_png(labels, palette).save(os.path.join(FLAGS.output, "labels", name))
         with open(os.path.join(FLAGS.output, "colors", name), "wb") as f:
