@@ -1,4 +1,5 @@
-"""A parameter-server cluster on 127.0.0.1 whose workers are killed and restarted (issue 22).
+"""A parameter-server cluster on 127.0.0.1 whose workers are killed and restarted (issue
+22).
 
     python tests/chaos_ps.py [--runs=10] [--kills=10] [--steps=800] [--seed=0]
 
@@ -11,7 +12,7 @@ must hold: the coordinator exited 0, every requested step was applied and at mos
 per kill, each checkpoint ckpt-N holds step N at its boundary (plus at most the kills so
 far) with the data-stream counter above every stream its steps came from, every step's loss
 logged once and finite, and each restart's new stream ran steps. Every wait is bounded;
-every process is killed at the end. tests/test_cluster_ps.py runs a quick variant (3 kills);
+every process is killed at the end. tests/test_cluster_ps.py runs a quick variant (2 kills);
 this script runs the full one, RUNS times with seeds SEED, SEED+1, ... and prints the pass
 rate. Needs about 1 GiB per TensorFlow process (4 at once).
 """
@@ -41,7 +42,7 @@ STEP = re.compile(r"step (\d+)/(\d+) \(\d+%\) loss (\S+)")
 
 
 class Cluster:
-    """1 ps + 2 workers serving on 127.0.0.1; `start("chief", 0, ...)` adds a coordinator."""
+    """1 ps + 2 workers serving on 127.0.0.1; `start("chief", 0, ...)` adds the chief."""
 
     def __init__(self, root, data_dir):
         from deeplab_tf.train import strategy as strategy_lib
@@ -70,7 +71,8 @@ class Cluster:
         if task_type in cluster_lib.SERVER_TASKS:
             env.update(strategy_lib.LOCAL_SERVER_THREADS)
         self.processes[(task_type, index)] = strategy_lib.start_task(
-            self.spec, task_type, index, list(argv), log, env=env, command=command, cwd=REPO)
+            self.spec, task_type, index, list(argv), log, env=env, command=command,
+            cwd=REPO)
         return log
 
     def start_spare(self):
@@ -82,9 +84,10 @@ class Cluster:
         log = self.root / f"spare_{self.logs}.log"
         env = dict(os.environ, PYTHONPATH=REPO, **strategy_lib.LOCAL_SERVER_THREADS)
         env.pop("TF_CONFIG", None)
-        self.spares.append((subprocess.Popen([sys.executable, __file__, "--spare"], env=env, cwd=REPO,
-                                       stdin=subprocess.PIPE, stdout=open(log, "wb"),
-                                       stderr=subprocess.STDOUT), log))
+        process = subprocess.Popen([sys.executable, __file__, "--spare"], env=env, cwd=REPO,
+                                   stdin=subprocess.PIPE, stdout=open(log, "wb"),
+                                   stderr=subprocess.STDOUT)
+        self.spares.append((process, log))
 
     def replace(self, index, timeout):
         """Worker `index` (killed) served again by the spare, on its address."""
@@ -92,7 +95,8 @@ class Cluster:
         process, log = self.spares.pop(0)  # the oldest: the most likely to be ready
         ready = wait_for(lambda: "SPARE READY" in log.read_text(), process, timeout)
         assert ready, f"the spare worker did not start: {log.read_text()[-2000:]}"
-        process.stdin.write(strategy_lib.tf_config(self.spec, "worker", index).encode() + b"\n")
+        config = strategy_lib.tf_config(self.spec, "worker", index)
+        process.stdin.write(config.encode() + b"\n")
         process.stdin.flush()
         self.processes[("worker", index)] = process
         self.start_spare()
@@ -187,23 +191,30 @@ def check(run):
     # and the stream counter above every stream whose steps it holds.
     state = tf.train.get_checkpoint_state(os.path.join(run["workdir"], "checkpoints"))
     paths = list(state.all_model_checkpoint_paths)
-    boundaries = sorted({min(b, steps) for b in range(CHECKPOINT_EVERY, steps + CHECKPOINT_EVERY,
+    boundaries = sorted({min(b, steps) for b in range(CHECKPOINT_EVERY,
+                                                      steps + CHECKPOINT_EVERY,
                                                       CHECKPOINT_EVERY)})[-len(paths):]
     found = rounds(text)
     for path, boundary in zip(paths, boundaries):
         number = int(path.rsplit("-", 1)[1])
-        assert int(tf.train.load_variable(path, "step/.ATTRIBUTES/VARIABLE_VALUE")) == number
+        assert stored(path, "step") == number
         assert 0 <= number - boundary <= kills, (path, boundary)
-        counter = int(tf.train.load_variable(path, "data_streams/.ATTRIBUTES/VARIABLE_VALUE"))
+        counter = stored(path, "data_streams")
         used = {s for _, last, counts in found if last <= boundary for s in counts}
         assert max(used) < counter, (path, used, counter)
     # Each restart's new stream ran steps: a stream id above all ids seen before the kill
     # ran steps after it (ids come from one counter in order of the datasets' creation).
     per_stream = {int(k): v for k, v in result["steps_per_stream"].items()}
     for worker, before in history:
-        assert any(s > max(before) and n > 0 for s, n in per_stream.items()), (worker, before)
+        assert any(s > max(before) and n > 0 for s, n in per_stream.items()), \
+            (worker, before)
     assert len(per_stream) >= 2 + kills and min(per_stream.values()) > 0, per_stream
     return dict(final_step=result["step"], streams=len(per_stream))
+
+
+def stored(prefix, name):
+    import tensorflow as tf
+    return int(tf.train.load_variable(prefix, f"{name}/.ATTRIBUTES/VARIABLE_VALUE"))
 
 
 def build_data(root):
@@ -232,7 +243,8 @@ def main():
     parser.add_argument("--kills", type=int, default=10)
     parser.add_argument("--steps", type=int, default=800)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--data_dir", default=None, help="a built synthetic_voc (made if unset)")
+    parser.add_argument("--data_dir", default=None,
+                        help="a built synthetic_voc (made if unset)")
     args = parser.parse_args()
     sys.path.insert(0, REPO)
     root = pathlib.Path(tempfile.mkdtemp(prefix="chaos_ps_"))
@@ -246,14 +258,16 @@ def main():
             run = chaos(cluster, cluster.root / "workdir", args.steps, args.kills, seed)
             found = check(run)
             passed += 1
-            print(f"run {run_index} seed {seed}: PASS in {time.time() - started:.0f} s {found}",
+            print(f"run {run_index} seed {seed}: PASS in {time.time() - started:.0f} s "
+                  f"{found}",
                   flush=True)
         except Exception:  # one failed run is a result, not the end of the series
             print(f"run {run_index} seed {seed}: FAIL in {time.time() - started:.0f} s "
                   f"(logs in {cluster.root})\n{traceback.format_exc()[-2000:]}", flush=True)
         finally:
             cluster.close()
-    print(f"passed {passed}/{args.runs} (kills {args.kills}, steps {args.steps})", flush=True)
+    print(f"passed {passed}/{args.runs} (kills {args.kills}, steps {args.steps})",
+          flush=True)
     return 0 if passed == args.runs else 1
 
 

@@ -121,6 +121,7 @@ def run(trainer, start):
     step_fn = trainer.step_function()
     workers = strategy_lib.num_workers(trainer.strategy)
     clock = RoundClock()
+    # The log and summaries time the steps by the round clock (replaces the wall clock).
     trainer._progress = summaries_lib.Progress(train.steps, start, train.batch_size, clock)
     steps_per_stream = collections.Counter()
     metrics, done = {}, start
