@@ -7,6 +7,7 @@ the strategies themselves.
 """
 import json
 import os
+import re
 
 STRATEGIES = ("default", "mirrored", "multi_worker", "parameter_server")
 # The TF_CONFIG task types each cluster strategy knows; any other type is an error.
@@ -77,3 +78,16 @@ def check_supported(train, strategy_name, replicas_per_step=1):
     elif train.xla and replicas_per_step > 1 and not train.freeze_batch_norm:
         raise ValueError("train.xla needs one replica per update or frozen batch norm: "
                          "synchronized batch norm all-reduces inside the step")
+
+
+_TASK = re.compile(r"/job:(\w+)/(?:replica:\d+/)?task:(\d+)")
+
+
+def lost_task(message, own_task):
+    """The task `/job:TYPE/task:N` a collective error names other than `own_task` (a
+    (type, index) pair), or None: TensorFlow names the dead peer in the message, as a task
+    that stopped sending heartbeats or as the remote target a call to it failed on."""
+    for job, index in _TASK.findall(message):
+        if (job, int(index)) != tuple(own_task):
+            return f"/job:{job}/task:{index}"
+    return None

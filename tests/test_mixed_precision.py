@@ -52,3 +52,13 @@ def test_an_inf_on_one_replica_skips_the_update_on_every_replica(results):
     first, after_inf, after_clean = found["scale"]
     assert after_inf == first / 2 and after_clean == after_inf
     assert found["replicas_differ"] == 0.0
+
+
+def test_mirrored_resume_restores_weights_momentum_and_step(results):
+    """(issue 22) In the same process: 2 mirrored steps saved, a new Trainer restores."""
+    found = results["mirrored_resume"]
+    assert found["restored_step"] == 2 and found["final_step"] == 3
+    assert found["differ"] == 0.0 and found["variables"] > 10
+    # The momentum slots were restored with values (not zeros that compare equal).
+    assert found["momentum_nonzero"] == found["momentum_slots"] >= 5
+    assert found["replicas_differ"] == 0.0

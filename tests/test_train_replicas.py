@@ -108,3 +108,42 @@ def test_one_device_mirrored_and_multi_worker_agree_after_three_steps(runs):
     assert len(reference) == 3 and reference[2] != reference[0]
     for name in ("mirrored", "multi"):
         np.testing.assert_allclose(losses(str(root / name)), reference, rtol=1e-9)
+
+
+# Issue 22: what the same two multi_worker processes then checked (train_scripts.py
+# `multi_worker_claims`): 2 mixed_float16 steps of the tiny model, checkpointed each step.
+
+@pytest.fixture(scope="module")
+def workers(runs):
+    root, _ = runs
+    return [result_line((root / f"worker{i}.log").read_text()) for i in range(2)]
+
+
+def test_multi_worker_workers_read_different_data(workers):
+    # The experiment's input is sharded by input pipeline (deeplab_tf/data/pipeline.py).
+    assert workers[0]["first_batch"] != workers[1]["first_batch"]
+
+
+def test_mixed_float16_trains_under_multi_worker(workers):
+    for found in workers:
+        mixed = found["mixed"]
+        assert mixed["step"] == 2 and mixed["finite"] and mixed["moved"] > 1e-4, mixed
+        assert np.isfinite(mixed["loss"]) and mixed["loss_scale"] > 0
+    # Synchronous: both workers hold the same weights.
+    assert workers[0]["mixed"]["weights"] == workers[1]["mixed"]["weights"]
+
+
+def test_non_chief_workers_save_into_scratch_and_remove_it(workers, runs):
+    root, _ = runs
+    chief, other = workers
+    assert chief["is_chief"] and chief["removed"] == [] and not other["is_chief"]
+    # Worker 1 saved at each of the 2 steps (TensorFlow needs every worker in a save),
+    # into WORKDIR/replicas/worker_1, and removed it each time.
+    assert other["scratch"] == str(root / "multi_mixed" / "replicas" / "worker_1")
+    assert len(other["removed"]) == 2 and not other["scratch_left"]
+    for files in other["removed"]:
+        assert "checkpoint" in files and any(f.endswith(".index") for f in files), files
+    assert os.listdir(root / "multi_mixed" / "replicas") == []
+    chief_checkpoints = tf.train.get_checkpoint_state(str(root / "multi_mixed" / "checkpoints"))
+    assert [p.rsplit("-", 1)[1] for p in chief_checkpoints.all_model_checkpoint_paths] == \
+        ["1", "2"]

@@ -186,3 +186,43 @@ def test_multi_worker_stops_when_workers_restore_different_steps(data_dir, tmp_p
         assert "the workers restored different steps [2, 0]" in text
         assert "the work dir must be one shared directory" in text
     assert "found no checkpoint in" in texts[1] and f"{other_dir}/checkpoints" in texts[1]
+
+
+@pytest.mark.slow
+@pytest.mark.cluster
+def test_multi_worker_stops_when_a_worker_dies(data_dir, tmp_path, victim=0):
+    """Two tools.train workers; worker 0 (the chief and TensorFlow's coordination leader)
+    is killed after the first checkpoint. Worker 1 stops by itself (its collectives are
+    aborted) with exit code 6 and one line naming the lost task, no traceback. (Killing
+    worker 1 instead: worker 0 stopped the same way, naming task 1, in 20 s here; both
+    messages are in test_train_roles.py.) The wait is a bound against a hang."""
+    workdir = tmp_path / "shared"
+    cluster = strategy_lib.local_cluster(workers=2)
+    argv = ["--experiment=smoke", f"--workdir={workdir}", "--strategy=multi_worker",
+            f"--set=data.data_dir={data_dir}", f"--set=model.builder={small_models.TINY}",
+            "--set=train.steps=1000000", "--set=train.checkpoint_every=2",
+            "--set=train.batch_size=4", "--set=train.log_every=100"]
+    logs = [tmp_path / f"worker{i}.log" for i in range(2)]
+    workers = [strategy_lib.start_task(cluster, "worker", i, argv, logs[i],
+                                       env={"PYTHONPATH": REPO}, cwd=REPO) for i in range(2)]
+    try:
+        deadline = time.time() + 600
+        while time.time() < deadline and all(w.poll() is None for w in workers):
+            if tf.train.latest_checkpoint(str(workdir / "checkpoints")):
+                break
+            time.sleep(0.1)
+        assert all(w.poll() is None for w in workers), logs[0].read_text()[-3000:]
+        workers[victim].send_signal(signal.SIGKILL)
+        workers[victim].wait()
+        survivor = workers[1 - victim]
+        code = survivor.wait(timeout=300)
+    finally:
+        for w in workers:
+            if w.poll() is None:
+                w.kill()
+                w.wait()
+    text = logs[1 - victim].read_text()
+    assert code == 6, text[-3000:]
+    lines = [l for l in text.splitlines() if "ERROR: lost " in l]
+    assert len(lines) == 1 and f"lost /job:worker/task:{victim}: a worker" in lines[0], lines
+    assert "Traceback" not in text

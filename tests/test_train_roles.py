@@ -171,3 +171,17 @@ def test_the_evaluator_task_evaluates_each_new_checkpoint_once(data_dir, tmp_pat
         result = json.loads((workdir / "eval" / f"results_{number}.json").read_text())
         assert result["step"] == number and result["num_images"] == 4
         assert found[number][0] == pytest.approx(result["miou"])
+
+
+def test_the_lost_task_is_read_from_tensorflow_s_collective_errors():
+    """The two messages TF 2.21 gave here when a multi_worker peer was killed: a task that
+    stopped sending heartbeats, and a call to the dead coordination leader."""
+    heartbeats = ("Collective ops is aborted by: Error reported from /job:worker/task:1: The "
+                  "following tasks are unhealthy (stopped sending heartbeats):\n"
+                  "/job:worker/replica:0/task:1\nThe tasks have crashed.")
+    assert cluster.lost_task(heartbeats, ("worker", 0)) == "/job:worker/task:1"
+    leader = ("Collective ops is aborted by: recvmsg:Connection reset by peer\nAdditional "
+              "GRPC error information from remote target /job:worker/replica:0/task:0 while "
+              "calling /tensorflow.WorkerService/CompleteInstance:")
+    assert cluster.lost_task(leader, ("worker", 1)) == "/job:worker/task:0"
+    assert cluster.lost_task("Socket closed", ("worker", 1)) is None

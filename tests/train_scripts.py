@@ -91,7 +91,42 @@ def multi_worker():
                            strategy_lib.make_strategy("multi_worker"),
                            global_batch_dataset_fn(config))
     trainer.run()
-    return dict(step=int(trainer.step.numpy()))
+    return dict(step=int(trainer.step.numpy()), **multi_worker_claims(trainer.strategy))
+
+
+def digest(arrays):
+    import hashlib
+    return hashlib.sha1(b"".join(np.asarray(a).tobytes() for a in arrays)).hexdigest()
+
+
+def multi_worker_claims(strategy):
+    """In the same two worker processes (issue 22): each worker's first batch of the
+    experiment's own input, 2 mixed_float16 steps of the tiny model, and what this worker
+    saved into its scratch directory before removing it (the chief removes nothing)."""
+    from deeplab_tf.train import checkpointing, loop
+    config = smoke(f"model.builder={TINY}", "train.precision=mixed_float16",
+                   "train.batch_size=4", "train.steps=2", "train.checkpoint_every=1")
+    trainer = loop.Trainer(config, os.path.join(ROOT, "multi_mixed"), strategy)
+    removed, remove = [], checkpointing.remove_scratch
+
+    def recording(manager):
+        removed.append(sorted(os.listdir(manager.directory)))
+        remove(manager)
+    checkpointing.remove_scratch = recording
+    trainer.restore()
+    trainer._make_input()
+    images = strategy.experimental_local_results(next(trainer.iterator)[0])[0].numpy()
+    before = weights(trainer)
+    metrics = trainer.run()
+    after = weights(trainer)
+    scratch = checkpointing.save_dir(trainer.workdir, trainer.is_chief, trainer.task_index)
+    return dict(first_batch=digest([images]), mixed=dict(
+        loss=metrics["loss"], step=int(trainer.step.numpy()),
+        finite=all(bool(np.all(np.isfinite(a))) for a in after),
+        moved=max(float(np.max(np.abs(a - b))) for a, b in zip(after, before)),
+        weights=digest(after), loss_scale=float(trainer.optimizer.dynamic_scale.numpy())),
+        removed=removed, scratch=scratch, scratch_left=os.path.exists(scratch),
+        is_chief=trainer.is_chief)
 
 
 def train_tiny(strategy_name, checkpoint_every):
@@ -174,7 +209,36 @@ def precision():
             key = f"{name}/{precision_name}/xla={xla}"
             results[key] = try_to_train(strategy, os.path.join(ROOT, key), precision_name, xla)
     results["inf_on_replica_1"] = inf_on_one_replica(mirrored)
+    results["mirrored_resume"] = mirrored_resume(mirrored)
     return results
+
+
+def mirrored_resume(strategy):
+    """2 mirrored steps saved at ckpt-2; a new Trainer in the same work dir restores them
+    (weights, momentum, loss scale-free float32, step) and trains on to step 3."""
+    from deeplab_tf.train import loop
+    workdir = os.path.join(ROOT, "mirrored_resume")
+
+    def state(trainer):
+        return [v.numpy().copy() for v in list(trainer.model.weights) +
+                list(trainer.optimizer.variables)]
+
+    def config(steps):
+        return smoke(f"model.builder={TINY}", "train.batch_size=4", f"train.steps={steps}",
+                     "train.checkpoint_every=2")
+    first = loop.Trainer(config(2), workdir, strategy)
+    first.run()
+    saved = state(first)
+    momentum = [v.numpy() for v in first.optimizer.variables if v.path.endswith("_momentum")]
+    second = loop.Trainer(config(3), workdir, strategy)
+    restored_step = second.restore()
+    restored = state(second)
+    differ = max(float(np.max(np.abs(a - b))) for a, b in zip(saved, restored))
+    second.run()
+    return dict(variables=len(saved), differ=differ, restored_step=restored_step,
+                momentum_slots=len(momentum),
+                momentum_nonzero=sum(bool(np.any(m != 0)) for m in momentum),
+                replicas_differ=replicas_differ(second), final_step=int(second.step.numpy()))
 
 
 def parameter_server():

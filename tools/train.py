@@ -73,6 +73,15 @@ def main(argv):
         logging.error("%s", error)
         sys.exit(5)
     except (tf.errors.UnavailableError, tf.errors.AbortedError) as error:
+        if strategy_lib.kind(strategy) == "multi_worker":
+            # A peer died: TensorFlow's heartbeats abort this worker's collectives.
+            lost = cluster.lost_task(str(error), cluster.task_from_tf_config()) or "a worker"
+            logging.error("lost %s: a worker of the multi_worker cluster stopped (%s), so "
+                          "this one stops too. Restart every worker with the same command "
+                          "(a cluster manager restarts the whole job): they resume from the "
+                          "latest checkpoint in %s/checkpoints.", lost, type(error).__name__,
+                          FLAGS.workdir)
+            sys.exit(6)
         if not strategy_lib.is_parameter_server(strategy):
             raise
         logging.error("a parameter server is unreachable (%s: %s). Training stopped; "
