@@ -130,8 +130,8 @@ def test_the_hold_out_is_the_same_on_every_build(cvat, tmp_path):
         f.writelines(reversed(lines))
     try:
         again = data.build("custom_seg/cvat", export.root, tmp_path / "tfds")
-        other = data.build("custom_seg/other_seed", export.root, tmp_path / "tfds",
-                           split_seed=1)
+        data.build("custom_seg/other_seed", export.root, tmp_path / "tfds",
+                   split_seed=1)
     finally:
         with open(listing, "w") as f:
             f.writelines(lines)

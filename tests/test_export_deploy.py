@@ -7,7 +7,6 @@ float32 files agree with Keras up to argmax near-ties and the quantized ones to 
 share of pixels.
 """
 import json
-import os
 import subprocess
 import sys
 
