@@ -13,6 +13,10 @@ the file sizes, the peak memory and the load average.
     python -m tools.bench.benchmark_deploy --torch_python=/work/venv-torch/bin/python \
         --export_dir=/tmp/deploy_bench --rounds=3 --threads=2
 
+`--rounds=0` only writes the files, so that the slow conversions (minutes each for the
+R-101, about 6 GB of memory for float16) can run while the machine is busy and the timed
+rounds later on a quiet one.
+
 int8 is calibrated on --num_representative random images here (the weights are random
 too): the figure is the speed of full-integer kernels, not an accuracy.
 """
@@ -144,6 +148,8 @@ def main(argv):
         raise app.UsageError(f"unknown formats {sorted(unknown)}; known: {sorted(FILES)}")
     FLAGS.mode, FLAGS.precision, FLAGS.batch_size = "infer", "fp32", 1
     paths = export_all()
+    if not FLAGS.rounds:  # --rounds=0: write the files only (e.g. while the machine is busy)
+        return
     load_before = os.getloadavg()
     jobs = [(name, lambda n=name: measure(n, paths[n])) for name in FLAGS.formats]
     jobs.append(("torchvision", vs_torch.torchvision))
