@@ -8,6 +8,7 @@ import ast
 import dataclasses
 import importlib
 import json
+import os
 import typing
 
 
@@ -158,6 +159,10 @@ def _coerce(value_text, current, field_type, name):
         raise ValueError(f"--set {name}: expected an integer, got {value_text!r}")
     if isinstance(current, str) and not isinstance(value, str):
         return str(value_text)
+    if isinstance(value, str) and value.startswith("~"):
+        # The shell leaves `--set=data.data_dir=~/tfds` alone (a tilde after "=" is
+        # expanded in assignments only): a path value starting with ~ is the user's home.
+        return os.path.expanduser(value)
     return value
 
 

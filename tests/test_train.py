@@ -215,3 +215,14 @@ def test_flags_flagfile_and_unknown_override(tmp_path):
     assert result.returncode != 0
     assert "unknown field 'no_such_field'" in result.stderr
     assert not (tmp_path / "w").exists()
+
+
+def test_a_set_path_starting_with_a_tilde_is_the_users_home():
+    """The shell does not expand `--set=data.data_dir=~/tfds` (a tilde after "=" is
+    expanded in assignments only); the config does."""
+    config = config_lib.load_experiment("smoke", ["data.data_dir=~/tfds",
+                                                  "train.init_checkpoint=~/ckpt/r50.ckpt"])
+    home = os.path.expanduser("~")
+    assert config.data.data_dir == os.path.join(home, "tfds")
+    assert config.train.init_checkpoint == os.path.join(home, "ckpt", "r50.ckpt")
+    assert config_lib.load_experiment("smoke", ["data.dataset=a~b"]).data.dataset == "a~b"
