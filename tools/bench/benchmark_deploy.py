@@ -5,7 +5,7 @@ exports it once into --export_dir (kept and reused: a SavedModel, TFLite float32
 float16 / int8 and ONNX), then runs rounds: in each, one process per format loads its
 file, runs --warmup untimed and --steps timed images (batch 1), and reports the median
 latency and its peak resident memory; torchvision's DeepLabv3 (the peer's anchor, fp32,
-`tools.benchmark_vs_torchvision`'s runner) is one more process. The order rotates every
+`tools.bench.benchmark_vs_torchvision`'s runner) is one more process. The order rotates every
 round so that drifting load from other work on a shared machine falls on all alike.
 Prints one JSON line per measurement and a summary: medians, the ratio to torchvision,
 the file sizes, the peak memory and the load average.
