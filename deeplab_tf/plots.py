@@ -139,20 +139,19 @@ def training_curves(path, train_scalars, eval_scalars=None, title=None, dpi=80):
     if "eval/miou" in eval_scalars:
         steps, values = eval_scalars["eval/miou"]
         miou_axis.plot(steps, values, "o-", label="val mIoU")
+    miou_axis.set_ylim(0, 1)
     return _save_step_axes(pyplot, figure, ((loss_axis, "loss"), (lr_axis, "learning rate"),
                                             (miou_axis, "mIoU")), path, title, dpi)
 
 
 def _save_step_axes(pyplot, figure, named_axes, path, title, dpi, legend_size=8):
-    """Labels each (axis, name) over steps, mIoU axes from 0 to 1; saves and closes."""
+    """Labels each (axis, name) over steps, adds their legends; saves and closes."""
     for axis, name in named_axes:
         axis.set_xlabel("step")
         axis.set_title(name, fontsize=10)
         axis.grid(alpha=0.3)
         if axis.has_data() and axis.get_legend_handles_labels()[0]:
             axis.legend(fontsize=legend_size)
-        if name == "mIoU":
-            axis.set_ylim(0, 1)
     if title:
         figure.suptitle(title, fontsize=10)
     figure.tight_layout()
@@ -210,5 +209,6 @@ def compare_runs(path, runs, title=None, dpi=80):
             steps, values = evaluated["eval/miou"]
             miou_axis.plot(steps, values, "o-", color=colour,
                            label=f"{label}: val ({100 * values[-1]:.1f}% at {steps[-1]})")
+    miou_axis.set_ylim(0, 1)
     return _save_step_axes(pyplot, figure, ((loss_axis, "training loss"), (miou_axis, "mIoU")),
                            path, title, dpi, legend_size=7)
