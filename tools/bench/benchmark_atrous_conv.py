@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from deeplab_tf.modeling import atrous_conv
+from tools.bench import cpu
 
 flags.DEFINE_integer("size", 33, "Height and width of the feature map.")
 flags.DEFINE_integer("channels_in", 2048, "Input channels.")
@@ -70,7 +71,7 @@ def main(argv):
     difference = float(tf.reduce_max(tf.abs(reference - ours)) /
                        tf.reduce_max(tf.abs(reference)))
     print(json.dumps({
-        "mode": FLAGS.mode, "size": FLAGS.size, "channels_in": FLAGS.channels_in,
+        "cpu": cpu.line(), "mode": FLAGS.mode, "size": FLAGS.size, "channels_in": FLAGS.channels_in,
         "channels_out": FLAGS.channels_out, "rate": FLAGS.rate,
         "batch_size": FLAGS.batch_size,
         "space_to_batch_ms": _timed(_function(space_to_batch), x, kernel),

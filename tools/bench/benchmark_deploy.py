@@ -30,6 +30,7 @@ import time
 
 from absl import app, flags
 
+from tools.bench import cpu
 from tools.bench import benchmark_vs_torchvision as vs_torch  # its flags: torch_python, depth, ...
 
 flags.DEFINE_string("export_dir", "/tmp/deeplab_deploy_bench", "Where the files are "
@@ -130,6 +131,21 @@ def measure(name, path):
     return json.loads(done.stdout.splitlines()[-1])
 
 
+# The precision each path's multiply-adds run at (float16 TFLite computes in float32 on CPUs).
+PRECISION = {"saved_model": "fp32", "tflite": "fp32", "tflite_float16": "fp32",
+             "tflite_int8": "int8", "onnx": "fp32", "torchvision": "fp32"}
+
+
+def share_of_peak(medians, machine):
+    """{path: achieved / physical limit at its precision}: how close to the CPU's limit."""
+    from tools.bench import benchmarking
+    model = benchmarking.build_model(FLAGS.depth, FLAGS.output_stride, FLAGS.crop_size)
+    gflops = benchmarking.conv_flops_per_image(model) / 1e9
+    return {name: cpu.share_of_peak(gflops, ms / 1e3,
+                                    machine["peak_gops"].get(PRECISION.get(name, "fp32")))
+            for name, ms in medians.items()}
+
+
 def size_mb(path):
     if os.path.isfile(path):
         return os.path.getsize(path) / 1e6
@@ -164,8 +180,10 @@ def main(argv):
             print(json.dumps({"round": round_index, "load_avg_1min": os.getloadavg()[0],
                               **result}), flush=True)
     medians = {name: statistics.median(values) for name, values in figures.items()}
+    machine = cpu.describe()
     print(json.dumps({
-        "summary": "deploy", "depth": FLAGS.depth, "output_stride": FLAGS.output_stride,
+        "summary": "deploy", "cpu": machine,
+        "share_of_peak": share_of_peak(medians, machine), "depth": FLAGS.depth, "output_stride": FLAGS.output_stride,
         "size": FLAGS.crop_size, "batch": 1, "threads": FLAGS.threads or "default",
         "rounds": FLAGS.rounds, "steps": FLAGS.steps, "ms_median": medians,
         "ratio_to_torchvision": {n: m / medians["torchvision"] for n, m in medians.items()},

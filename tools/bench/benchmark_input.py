@@ -29,6 +29,7 @@ from deeplab_tf import data
 from deeplab_tf import synthetic
 from deeplab_tf.data import pipeline
 from deeplab_tf.modeling import MEAN_PIXEL
+from tools.bench import cpu
 
 flags.DEFINE_string("dataset", "synthetic_voc", "Builder to read.")
 flags.DEFINE_string("data_dir", None, "TFDS data_dir holding --dataset; none: generate.")
@@ -123,6 +124,7 @@ def main(argv):
                     for _ in range(FLAGS.repeats)]
             rates, cpu_rates = [r[0] for r in runs], [r[1] for r in runs]
             print(json.dumps({
+                "cpu": cpu.line(),
                 "pipeline": "straightforward" if baseline else "train_input",
                 "dataset": FLAGS.dataset, "crop_size": FLAGS.crop_size,
                 "threads": threads or cores, "cores": cores,

@@ -25,6 +25,7 @@ import sys
 
 from absl import app
 from absl import flags
+from tools.bench import cpu
 
 _REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -139,6 +140,7 @@ def main(argv):
             for name, values in figures.items()}
     print(json.dumps({
         "summary": FLAGS.mode, "figure": key, "rounds": FLAGS.rounds,
+        "cpu": cpu.describe(),
         "precision": FLAGS.precision, "batch_size": FLAGS.batch_size,
         "crop_size": FLAGS.crop_size, "ours_flags": FLAGS.ours_flags,
         "device": FLAGS.device, "threads": FLAGS.threads or "default",

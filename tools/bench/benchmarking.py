@@ -23,6 +23,7 @@ import keras
 import numpy as np
 
 from deeplab_tf import modeling
+from tools.bench import cpu
 
 IGNORE_LABEL = 255
 PRECISION_POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
@@ -473,7 +474,12 @@ def measure(mode, depth=101, output_stride=16, batch_size=16, crop_size=513,
         result.update(fold_batch_norm=fold_batch_norm,
                       ms_median=1e3 * statistics.median(times), ms_min=1e3 * min(times))
         achieved = flops * batch_size / statistics.median(times)
-    peak = peak_tflops(device_name, precision) if kind == "gpu" else None
+    if kind == "gpu":
+        peak = peak_tflops(device_name, precision)
+    else:  # the CPU's physical limit at this precision (fp16 has no CPU FMA path here)
+        result["cpu"] = cpu.describe()
+        gops = result["cpu"]["peak_gops"].get(precision)
+        peak = None if gops is None else gops / 1e3
     result.update(
         peak_memory_gib=memory_gib, peak_memory_kind=memory_kind, **memory,
         gflops_forward_per_image=flops / 1e9, gflops_method=FLOPS_METHOD,

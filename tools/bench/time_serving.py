@@ -18,6 +18,7 @@ import time
 from absl import flags
 
 from deeplab_tf import console
+from tools.bench import cpu
 
 flags.DEFINE_string("export_dir", None, "The SavedModel directory (tools.export's output).")
 flags.DEFINE_integer("size", 513, "Side of the request's image in pixels.")
@@ -76,7 +77,7 @@ def main(argv):
         times.append(time.perf_counter() - start)
     figures.update(first_request_s=times[0], steady_request_s=statistics.median(times[1:]),
                    size=FLAGS.size, signature=FLAGS.signature,
-                   labels_shape=list(outputs["labels"].shape))
+                   labels_shape=list(outputs["labels"].shape), cpu=cpu.line())
     print(json.dumps({k: round(v, 3) if isinstance(v, float) else v
                       for k, v in figures.items()}), flush=True)
 
