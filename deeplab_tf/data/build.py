@@ -45,7 +45,8 @@ def build(dataset, manual_dir, data_dir=None, progress_every=500, overwrite=Fals
     "custom_seg/NAME" is one's own data (deeplab_tf/data/custom.py): `options` are
     `own_layout.OwnLayout`'s (class_file, ignore_value, ignore_color, val_fraction,
     split_seed), the whole folder is read and checked before anything is written, and an
-    existing build of NAME is replaced only with `overwrite`. The built-in data sets take
+    existing build of NAME is replaced only with `overwrite`, and only once the new one
+    is completely written (`_rebuild`). The built-in data sets take
     no options and reuse an existing build.
     """
     if dataset not in BUILDERS and not custom.is_custom(dataset):
