@@ -7,7 +7,8 @@ hundred steps. Deterministic in (seed, image index). numpy and PIL only.
 
 - `write_cvat_export`: what CVAT's "Segmentation mask 1.1" export holds: labelmap.txt,
   JPEGImages/*.jpg, SegmentationClass/*.png as RGB colour masks, and one list,
-  ImageSets/Segmentation/default.txt.
+  ImageSets/Segmentation/default.txt. Optionally the photos' own names (spaces and dots
+  in them, as cameras and people name files) and some images saved as PNG.
 - `write_plain_folder`: images/*.png, masks/*.png holding class ids (single-channel), and
   classes.txt (one name a line, a colour after one of them).
 """
@@ -60,29 +61,34 @@ def make_scene(seed, index, min_size=40, max_size=64, void_border=False):
     return np.clip(np.round(image), 0, 255).astype(np.uint8), label
 
 
-def _scenes(seed, num_images, min_size, max_size, void_border, prefix):
-    names = [f"{prefix}_{i:04d}" for i in range(num_images)]
+def _scenes(seed, num_images, min_size, max_size, void_border, prefix, names=None):
+    names = list(names) if names else [f"{prefix}_{i:04d}" for i in range(num_images)]
     return names, {name: make_scene(seed, i, min_size, max_size, void_border)
                    for i, name in enumerate(names)}
 
 
 def write_cvat_export(output_dir, seed=0, num_images=12, min_size=40, max_size=64,
-                      void_border=False):
+                      void_border=False, names=None, png_names=()):
     """A CVAT "Segmentation mask 1.1" export; returns its `GeneratedExport`.
 
     With `void_border`, object outlines are painted in the ignore colour (VOC's cream,
-    224,224,192, the build's default --ignore_color).
+    224,224,192, the build's default --ignore_color). `names`: the image names (file
+    stems) instead of frame_0000...; the images of `png_names` are saved as PNG (their
+    pixels exact), the others as JPEG.
     """
     output_dir = os.fspath(output_dir)
     names, scenes = _scenes(seed, num_images, min_size, max_size, void_border,
-                            "frame")
+                            "frame", names)
     for folder in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
         os.makedirs(os.path.join(output_dir, folder), exist_ok=True)
     table = classes.ClassTable(CLASS_NAMES, CLASS_COLORS)
     palette = table.palette()  # ids -> mask colours, 255 -> the ignore colour
     for name, (image, label) in scenes.items():
-        Image.fromarray(image).save(os.path.join(output_dir, "JPEGImages", name + ".jpg"),
-                                    quality=95, subsampling=0)
+        if name in png_names:
+            Image.fromarray(image).save(os.path.join(output_dir, "JPEGImages", name + ".png"))
+        else:
+            Image.fromarray(image).save(os.path.join(output_dir, "JPEGImages",
+                                                     name + ".jpg"), quality=95, subsampling=0)
         Image.fromarray(palette[label]).save(
             os.path.join(output_dir, "SegmentationClass", name + ".png"))
     with open(os.path.join(output_dir, "labelmap.txt"), "w") as f:

@@ -197,12 +197,13 @@ def test_too_few_images_to_hold_out(tmp_path):
     refused(tmp_path, "cannot hold out a validation split from 1 image(s)")
 
 
-def test_images_of_two_formats(tmp_path):
+def test_an_image_whose_suffix_lies_about_its_format(tmp_path):
+    """JPEG and PNG may be mixed (tests/test_data_custom_exports.py), but each file must
+    be what its suffix says: the pipeline would decode the stored bytes by it."""
     export = cvat_export(tmp_path)
     jpeg = tmp_path / "export" / "JPEGImages" / f"{export.names[2]}.jpg"
-    Image.open(jpeg).save(jpeg.with_suffix(".png"))
-    os.remove(jpeg)
-    refused(tmp_path, "images of two formats", str(jpeg.with_suffix(".png")))
+    os.rename(jpeg, jpeg.with_suffix(".png"))
+    refused(tmp_path, f"{jpeg.with_suffix('.png')}: expected a PNG image, found JPEG")
 
 
 def test_no_layout_and_no_class_list(tmp_path):
@@ -214,12 +215,16 @@ def test_no_layout_and_no_class_list(tmp_path):
 
 
 def test_a_corrupt_image_found_while_writing_leaves_nothing(tmp_path):
-    """An image whose header reads but whose data is cut short passes the checks before
-    the build and fails in it: TFDS's temporary folder goes, nothing is prepared."""
-    export = plain_folder(tmp_path)
-    path = tmp_path / "export" / "images" / f"{export.names[-1]}.png"
-    path.write_bytes(path.read_bytes()[:80])
-    refused(tmp_path, f"{path}: corrupt or truncated image")
+    """A JPEG whose header reads but whose data is cut short passes the checks before the
+    build and fails in it: TFDS's temporary folder goes, nothing is prepared."""
+    export = cvat_export(tmp_path)
+    path = tmp_path / "export" / "JPEGImages" / f"{export.names[-1]}.jpg"
+    path.write_bytes(path.read_bytes()[:len(path.read_bytes()) // 2])
+    with pytest.raises(data.DataError) as error:
+        data.build("custom_seg/bad", tmp_path / "export", tmp_path / "tfds")
+    assert str(error.value).startswith(f"{path}: corrupt or truncated image")
+    assert "_generate_examples" in {entry.name for entry in error.traceback}
+    assert_nothing_prepared(tmp_path / "tfds", "bad")
 
 
 def test_a_refused_rebuild_keeps_the_old_build(tmp_path):

@@ -20,7 +20,11 @@ data.dataset="custom_seg/shapes" and the same data.data_dir.
 Afterwards `tfds.load(NAME, data_dir=DIR)` reads it once `deeplab_tf.data` is imported.
 Every file is checked as it is read (one's own folder entirely before anything is
 written); a problem (a missing or corrupt file, a mask colour that is no class, a split
-list that names an image twice, ...) stops the build with one line naming the file.
+list that names an image twice or a path out of the data set's folders, an image over
+8192 x 8192 pixels, ...) stops the build with one line naming the file. A line of a list
+file is one name, spaces included; one's own images may be JPEG, PNG or both, each stored
+as its file is. With --overwrite the old build stays until the new one is completely
+written.
 """
 from absl import app, flags
 
@@ -43,7 +47,8 @@ flags.DEFINE_float("val_fraction", 0.2, "custom_seg: the fraction held out as `v
                    "the export has one split list or none (0: no hold-out).")
 flags.DEFINE_integer("split_seed", 0, "custom_seg: the seed of the `val` hold-out.")
 flags.DEFINE_bool("overwrite", False, "custom_seg: replace an existing build of the same "
-                  "name (after the new one's files have passed every check).")
+                  "name; the old one stays until the new one is completely written "
+                  "(a failed or interrupted rebuild leaves it as it was).")
 FLAGS = flags.FLAGS
 
 DESCRIPTIONS = {

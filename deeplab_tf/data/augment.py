@@ -112,8 +112,19 @@ def _resize_window(window, y, x, method):
     return top + (bottom - top) * y["lerp"][:, None, None]
 
 
+_JPEG_START = b"\xff\xd8\xff"  # every JPEG file's first bytes (SOI, then a marker)
+
+
 def decode_image(image_bytes, is_jpeg, window=None):
-    """uint8 HxWx3 of the encoded image; only `window` (y, x, h, w) of a JPEG is decoded."""
+    """uint8 HxWx3 of the encoded image; only `window` (y, x, h, w) of a JPEG is decoded.
+
+    `is_jpeg`: True (a JPEG), False (a PNG), or None for a data set holding both (one's
+    own data as exported): then each image's decoder is chosen from its first bytes.
+    """
+    if is_jpeg is None:
+        return tf.cond(tf.equal(tf.strings.substr(image_bytes, 0, 3), _JPEG_START),
+                       lambda: decode_image(image_bytes, True, window),
+                       lambda: decode_image(image_bytes, False, window))
     if is_jpeg and window is not None:
         return tf.image.decode_and_crop_jpeg(image_bytes, tf.stack(window), channels=3)
     image = (tf.io.decode_jpeg if is_jpeg else tf.io.decode_png)(image_bytes, channels=3)

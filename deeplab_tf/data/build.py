@@ -1,6 +1,16 @@
-"""Builds one of the registered data sets from the user's local copy (TFDS manual_dir)."""
+"""Builds one of the registered data sets from the user's local copy (TFDS manual_dir).
+
+A rebuild of one's own data (`overwrite`) writes the new version into a temporary data dir
+beside the old one and swaps it in only once TFDS has finished writing it: a build that
+fails while writing (damage found only when an image is decoded, a full disk, Ctrl-C)
+leaves the old build as it was. (TFDS's own FORCE_REDOWNLOAD deletes the old version
+before it starts generating.)
+"""
 import os
+import shutil
+import tempfile
 import time
+import uuid
 
 import tensorflow_datasets as tfds
 from absl import logging
@@ -35,7 +45,8 @@ def build(dataset, manual_dir, data_dir=None, progress_every=500, overwrite=Fals
     "custom_seg/NAME" is one's own data (deeplab_tf/data/custom.py): `options` are
     `own_layout.OwnLayout`'s (class_file, ignore_value, ignore_color, val_fraction,
     split_seed), the whole folder is read and checked before anything is written, and an
-    existing build of NAME is replaced only with `overwrite`. The built-in data sets take
+    existing build of NAME is replaced only with `overwrite`, and only once the new one
+    is completely written (`_rebuild`). The built-in data sets take
     no options and reuse an existing build.
     """
     if dataset not in BUILDERS and not custom.is_custom(dataset):
@@ -45,7 +56,6 @@ def build(dataset, manual_dir, data_dir=None, progress_every=500, overwrite=Fals
     if not os.path.isdir(manual_dir):
         raise FileNotFoundError(f"manual_dir {manual_dir}: directory does not exist")
     data_dir = data_dir and os.path.expanduser(os.fspath(data_dir))
-    download_mode = tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS
     if custom.is_custom(dataset):
         builder = custom.make_builder(dataset, manual_dir, data_dir, **options)
         # Not is_prepared(): TFDS warns about a folder that is not there. An existing
@@ -55,13 +65,19 @@ def build(dataset, manual_dir, data_dir=None, progress_every=500, overwrite=Fals
                 raise FileExistsError(f"{dataset} is already built in {builder.data_dir}; "
                                       f"pass --overwrite to build it again from "
                                       f"{manual_dir}")
-            download_mode = tfds.download.GenerateMode.FORCE_REDOWNLOAD
+            return _rebuild(dataset, builder, manual_dir, data_dir, progress_every)
     else:
         if options or overwrite:
             raise ValueError(f"{dataset} takes no options "
                              f"({', '.join(sorted(options) + ['overwrite'] * overwrite)}): "
                              f"they are for {custom.NAME}/NAME")
         builder = tfds.builder(dataset, data_dir=data_dir)
+    _prepare(builder, manual_dir, progress_every)
+    return builder
+
+
+def _prepare(builder, manual_dir, progress_every):
+    """TFDS's download_and_prepare of `builder`, logging progress in plain lines."""
     # TFDS's tqdm bars redraw with carriage returns, which a log file keeps as clutter;
     # one line every `progress_every` examples per split instead. TFDS has no progress
     # hook, so the builder's split generators are wrapped.
@@ -74,8 +90,42 @@ def build(dataset, manual_dir, data_dir=None, progress_every=500, overwrite=Fals
 
     builder._split_generators = logged_split_generators  # pylint: disable=protected-access
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-        manual_dir=manual_dir, download_mode=download_mode))
-    return builder
+        manual_dir=manual_dir, download_mode=tfds.download.GenerateMode.
+        REUSE_DATASET_IF_EXISTS))
+
+
+def _rebuild(dataset, old_builder, manual_dir, data_dir, progress_every):
+    """Builds `dataset` again and swaps it in for `old_builder`'s version only when the
+    new one is completely written; returns a builder that reads the new one.
+
+    The new version is written under a temporary data dir inside the data set's own
+    folder (DATA_DIR/custom_seg/NAME/.rebuild-XXXX, the same file system, so the swap is
+    two renames). Between them the old version is at VERSION.old-XXXX, so even a kill at
+    that instant loses nothing. Nothing TFDS writes names the data dir (the shard paths in
+    dataset_info.json are relative), so the moved version reads from its new place.
+    """
+    final = old_builder.data_dir
+    parent = os.path.dirname(final)
+    scratch = tempfile.mkdtemp(prefix=".rebuild-", dir=parent)
+    try:
+        # The same config, whose export folder was read and checked once already.
+        builder = custom.CustomSeg(config=old_builder.builder_config, data_dir=scratch)
+        _prepare(builder, manual_dir, progress_every)
+        built = builder.data_dir
+        if os.path.basename(built) != os.path.basename(final):
+            raise RuntimeError(f"rebuilt {dataset} as version {os.path.basename(built)}, "
+                               f"not {os.path.basename(final)}")
+        old = f"{final}.old-{uuid.uuid4().hex[:8]}"
+        os.rename(final, old)
+        try:
+            os.rename(built, final)
+        except BaseException:
+            os.rename(old, final)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return tfds.builder(dataset, data_dir=data_dir)
 
 
 def _logged(split, examples, every):

@@ -9,21 +9,22 @@ Two forms, read into `classes.ClassTable` (the project's one class table):
   colour as `r,g,b` (or `r g b`): `car 250,50,83`. Classes without a colour are drawn in
   the first VOC palette colours nobody else uses; colour masks need every colour given.
 
-Blank lines and `#` comments are skipped in both. The stored labels keep 255 for "ignore"
-(what the input pipeline expects); the value or colour the masks use for it is declared by
-the user and must not be a class. numpy only (no TensorFlow).
+Blank lines and `#` comments are skipped in both. Parsing takes time linear in the file's
+size, whatever a line holds: lines are split with str methods, with no regular expression
+that could backtrack (the colour after a name is read from the line's end, once).
+
+The stored labels keep 255 for "ignore" (what the input pipeline expects); the value or
+colour the masks use for it is declared by the user and must not be a class. numpy only (no TensorFlow).
 """
 import dataclasses
 import os
-import re
 
 from deeplab_tf import classes, visualization
 from deeplab_tf.data.validation import DataError
 
 LABELMAP_HEADER = "# label:color_rgb:parts:actions"
 STORED_IGNORE = 255  # the labels a build writes mark "ignore" with 255, whatever the source
-_COLOR_AFTER_NAME = re.compile(
-    r"^(?P<name>.*?)[\s:]+(?P<r>\d+)\s*[,\s]\s*(?P<g>\d+)\s*[,\s]\s*(?P<b>\d+)\s*$")
+SHOWN_CHARACTERS = 120  # of a long line, in an error message
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,11 +90,11 @@ def _labelmap_entries(path):
     for number, text in _lines(path):
         fields = text.split(":")
         if len(fields) != 4:
-            raise DataError(f"{path}: line {number}: {text!r} is not "
+            raise DataError(f"{path}: line {number}: {_shown(text)} is not "
                             f"name:r,g,b:parts:actions (CVAT's labelmap form)")
         name, color = fields[0].strip(), _color(fields[1], path, number, text)
         if not name:
-            raise DataError(f"{path}: line {number}: {text!r} has no class name")
+            raise DataError(f"{path}: line {number}: {_shown(text)} has no class name")
         entries.append((number, name, color))
     return entries
 
@@ -101,24 +102,73 @@ def _labelmap_entries(path):
 def _classes_entries(path):
     entries = []
     for number, text in _lines(path):
-        match = _COLOR_AFTER_NAME.match(text)
-        if match and match.group("name").strip():
-            name = match.group("name").strip()
-            color = _color(",".join(match.group(c) for c in "rgb"), path, number, text)
+        split = split_color(text)
+        if split:
+            name, numbers = split
+            color = _color(",".join(numbers), path, number, text)
         else:
             name, color = text, None
         if ":" in name or "," in name:
-            raise DataError(f"{path}: line {number}: {text!r} is not a class name "
+            raise DataError(f"{path}: line {number}: {_shown(text)} is not a class name "
                             f"optionally followed by r,g,b")
         entries.append((number, name, color))
     return entries
 
 
+def _skip(text, end, accept):
+    """The index where the run of characters `accept` takes, ending at `end`, begins."""
+    while end > 0 and accept(text[end - 1]):
+        end -= 1
+    return end
+
+
+def split_color(text):
+    """(name, [r, g, b] digit strings) when the stripped line `text` ends in a colour
+    after its name, else None.
+
+    The colour is three runs of digits at the line's end, separated by white space or by
+    one comma (white space around it allowed): `250,50,83`, `250 50 83`, `250, 50, 83`.
+    Before it, white space or colons (`car 250,50,83`, `car: 250,50,83`), and before those
+    a name that is not blank (it may hold spaces and digits: `route 66 1,2,3` is class
+    "route 66"). Read once from the end, each character looked at once or twice: linear
+    in the line's length.
+    """
+    numbers, end = [], len(text)
+    for position in range(3):
+        start = _skip(text, end, str.isdecimal)
+        if start == end:
+            return None
+        numbers.append(text[start:end])
+        end = start
+        if position < 2:  # the separator before this number: space*, at most one comma, space*
+            start = _skip(text, end, str.isspace)
+            if start > 0 and text[start - 1] == ",":
+                start = _skip(text, start - 1, str.isspace)
+            if start == end:
+                return None
+            end = start
+    start = _skip(text, end, lambda c: c.isspace() or c == ":")
+    name = text[:start].strip()
+    if start == end or not name:
+        return None
+    return name, numbers[::-1]
+
+
+def _shown(text):
+    """`text` as an error shows it: whole, or its start and its length when long."""
+    if len(text) <= SHOWN_CHARACTERS:
+        return repr(text)
+    return f"{text[:SHOWN_CHARACTERS]!r}... ({len(text):,} characters)"
+
+
 def _color(text, path, number, line):
     parts = [p.strip() for p in text.split(",")]
-    if len(parts) != 3 or not all(p.isdigit() and int(p) <= 255 for p in parts):
-        raise DataError(f"{path}: line {number}: {line!r}: colour {text.strip()!r} is not "
-                        f"r,g,b with each 0..255")
+    # isdecimal, not isdigit: int() refuses "²"; and a long run of digits is no colour
+    # (int() of over 4,300 digits is an error, and slow).
+    if len(parts) != 3 or not all(p.isdecimal() and len(p.lstrip("0")) <= 3 and
+                                  int(p) <= 255 for p in parts):
+        raise DataError(f"{path}: line {number}: {_shown(line)}: colour "
+                        f"{_shown(text.strip())} is not r,g,b with each 0..255")
     return tuple(int(p) for p in parts)
 
 

@@ -10,7 +10,9 @@ Instances (polygons and RLE, crowd included) are rasterised with pycocotools (th
 optional `coco` extra), larger instances first so smaller ones stay visible on top.
 pycocotools trusts its input (a dangling image id is a KeyError, an odd-length polygon is
 rasterised anyway), so the instances file is checked first: every problem is a DataError
-naming the file and the annotation.
+naming the file and the annotation or image. An image's height and width, from which the
+label array is allocated, are bounded by `validation.MAX_PIXELS` before anything is; a
+`file_name` must stay in the image folder (no absolute path, no `..`, no link out).
 """
 import json
 import os
@@ -70,6 +72,27 @@ def _check_segmentation(segmentation, image):
     return f"segmentation is neither polygons nor RLE ({type(segmentation).__name__})"
 
 
+def _check_image(image, fail):
+    """An image entry's size (positive integers, at most MAX_PIXELS: the label array is
+    allocated from them) and file_name (a name inside the image folder)."""
+    where = f"image {str(image['id'])[:40]}"
+    height, width = image["height"], image["width"]
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0
+               for v in (height, width)):
+        fail(f"{where}: height {str(height)[:40]} and width {str(width)[:40]} must be "
+             f"positive integers")
+    if height * width > validation.MAX_PIXELS:
+        fail(f"{where}: {height}x{width} = {height * width:,} pixels is over the bound of "
+             f"{validation.MAX_PIXELS:,} pixels")
+    name = image["file_name"]
+    if not isinstance(name, str) or not name:
+        fail(f"{where}: file_name {str(name)[:40]} is not a file name")
+    reason = validation.escape(name)
+    if reason:
+        fail(f"{where} has file_name {name!r}: {reason}, which leads out of the image "
+             f"folder")
+
+
 def check_instances(dataset, annotation_file):
     """Raises a DataError naming the file for anything pycocotools would misread."""
     def fail(message):
@@ -85,6 +108,7 @@ def check_instances(dataset, annotation_file):
         if not isinstance(image, dict) or not all(
                 k in image for k in ("id", "file_name", "height", "width")):
             fail(f"image entry {str(image)[:80]} lacks id, file_name, height or width")
+        _check_image(image, fail)
         images[image["id"]] = image
     for category in dataset["categories"]:
         if not isinstance(category, dict) or "id" not in category or "name" not in category:
@@ -184,6 +208,10 @@ class CocoVocSeg(tfds.core.GeneratorBasedBuilder):
             if np.count_nonzero((label > 0) & (label < NUM_CLASSES)) <= MIN_VOC_PIXELS:
                 continue  # the paper's selection rule, not a silent drop of bad data
             image_path = os.path.join(image_dir, image_info["file_name"])
+            link = os.path.isfile(image_path) and validation.link_out(image_path, image_dir)
+            if link:
+                raise validation.DataError(f"{annotation_file}: image {image_info['id']} "
+                                           f"({image_info['file_name']!r}): {link}")
             yield image_info["file_name"], features.checked_example(
                 image_path, label, annotation_file, image_info["file_name"], NUM_CLASSES,
                 "jpeg")

@@ -3,7 +3,9 @@
 Not in the paper: the authors' build_voc2012_data.py converts one layout with 21 fixed
 classes. Here any export folder that `own_layout` reads (a VOC-style tree as CVAT or
 labelme write it, or images/ + masks/) becomes a TFDS data set, and the class table it was
-built with (names, colours, ignore label) travels in the data set's metadata:
+built with (names, colours, ignore label) travels in the data set's metadata. Images are
+stored as their files are, byte for byte: JPEG, PNG, or a mix of both (then the image
+feature has no fixed encoding_format and each image is decoded by its own format):
 
     python -m tools.build_dataset --dataset=custom_seg/shapes --manual_dir=EXPORT \
         --data_dir=~/tensorflow_datasets
@@ -96,7 +98,7 @@ class CustomSeg(tfds.core.GeneratorBasedBuilder):
         for name, image_path, mask_path in items:
             yield name, features.checked_example(
                 image_path, layout.read_mask(mask_path), mask_path, name,
-                layout.table.num_classes, layout.image_format)
+                layout.table.num_classes, layout.format_of(name))
 
 
 def make_builder(dataset, manual_dir, data_dir=None, **options):

@@ -8,6 +8,12 @@ Two layouts under the folder given as --manual_dir:
     Plain folder:
         images/NAME.{jpg,jpeg,png}   masks/NAME.png   classes.txt (or labelmap.txt)
 
+Names are the files' stems, spaces and dots included (`IMG 0001.jpg`, `frame 0000.v2.jpg`);
+a line of a list file is one name. Images may be JPEG, PNG or a mix of both: each file is
+stored byte for byte as it is (nothing re-encoded, nothing lost), and the input pipeline
+decodes each by its own format. An image or mask that is a symbolic link out of its folder
+is refused.
+
 Masks, by their PNG mode: RGB colour masks are matched to the class list's colours;
 palette (P) PNGs are read by index, as VOC's own masks, the palette only being how they
 look; greyscale (L, I;16) PNGs hold the class ids. The declared ignore value (index or
@@ -25,7 +31,7 @@ PIL only.
 import os
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 
 from deeplab_tf import classes
 from deeplab_tf.data import class_files, validation
@@ -98,7 +104,7 @@ class OwnLayout:
                  ignore_color=classes.VOC_IGNORE_COLOR, val_fraction=0.2,
                  split_seed=0):
         self.manual_dir = os.path.abspath(os.path.expanduser(os.fspath(manual_dir)))
-        self.kind, self.image_dir, mask_dir = find_layout(self.manual_dir)
+        self.kind, self.image_dir, self.mask_dir = find_layout(self.manual_dir)
         self.class_file = class_files.read(
             os.path.expanduser(class_file) if class_file else find_class_file(
                 self.manual_dir), ignore_value, ignore_color)
@@ -109,10 +115,11 @@ class OwnLayout:
             raise DataError(f"the validation fraction must lie in [0, 1), got "
                             f"{val_fraction}")
         self.images = _stems(self.image_dir, IMAGE_SUFFIXES, "image")
-        self.masks = _stems(mask_dir, (".png",), "mask")
-        self._check_pairs(self.image_dir, mask_dir)
+        self.masks = _stems(self.mask_dir, (".png",), "mask")
+        self._check_pairs(self.image_dir, self.mask_dir)
         self.held_out_from = None
         self.splits = self._split_names()
+        self._check_links()
         self.image_format = self._image_format()
         self._color_keys = self._color_lookup()
         self.pixel_counts, self.ignored_pixels = self._check_all()
@@ -129,10 +136,28 @@ class OwnLayout:
             raise DataError(f"{mask_dir}: {len(lonely)} mask(s) without an image in "
                             f"{image_dir}: {_listing(lonely)}")
 
-    def _missing(self, name):
+    def _problem(self, name):
+        """Why a listed name has no image here, or where its files lead (a symbolic link
+        out of their folder); None when both are there."""
         if name not in self.images:
-            return os.path.join(self.image_dir, name + ".jpg")
-        return None  # every image has its mask (_check_pairs)
+            return f"but {os.path.join(self.image_dir, name + '.jpg')} does not exist"
+        link = self._link_out(name)
+        return link and f"but {link}"
+
+    def _link_out(self, name):
+        """Where the image or mask of `name` leads out of its folder, or None (every
+        image has its mask: _check_pairs)."""
+        return (validation.link_out(self.images[name], self.image_dir) or
+                validation.link_out(self.masks[name], self.mask_dir))
+
+    def _check_links(self):
+        """Every file a split uses stays in its folder (listed names were checked with
+        their list's line; these are the ones a directory listing gave)."""
+        for name in sorted({n for names in self.splits.values() for n in names}):
+            link = self._link_out(name)
+            if link:
+                raise DataError(f"{link}; copy the file into the export instead of "
+                                f"linking to it")
 
     def _split_names(self):
         lists_dir = os.path.join(self.manual_dir, "ImageSets", "Segmentation")
@@ -146,7 +171,7 @@ class OwnLayout:
                 if not split.isidentifier():
                     raise DataError(f"{path}: the split name {split!r} must be letters, "
                                     f"digits and underscores")
-                lists[split] = validation.read_split_list(path, self._missing)
+                lists[split] = validation.read_split_list(path, self._problem)
             if not lists:
                 raise DataError(f"{lists_dir}: holds no split lists (*.txt)")
         if len(lists) > 1:
@@ -159,15 +184,19 @@ class OwnLayout:
         return {"train": train, "val": val}
 
     def _image_format(self):
-        """"jpeg" or "png": one format per data set, as the input pipeline decodes one."""
-        formats = {}
-        for name in sorted({n for names in self.splits.values() for n in names}):
-            kind = "png" if self.images[name].lower().endswith(".png") else "jpeg"
-            formats.setdefault(kind, self.images[name])
-        if len(formats) > 1:
-            raise DataError(f"images of two formats, e.g. {formats['jpeg']} and "
-                            f"{formats['png']}; convert them to one (JPEG or PNG)")
-        return next(iter(formats))
+        """"jpeg" or "png" when every image is one format; None for a mix of both.
+
+        Either way each image's file is stored byte for byte (nothing is re-encoded, so
+        nothing is lost). A mix is stored without a fixed encoding in the TFDS feature,
+        and the input pipeline picks each image's decoder from its first bytes
+        (`augment.decode_image`).
+        """
+        kinds = {self.format_of(name) for names in self.splits.values() for name in names}
+        return kinds.pop().lower() if len(kinds) == 1 else None
+
+    def format_of(self, name):
+        """"JPEG" or "PNG": the format the image file of `name` must decode as."""
+        return "PNG" if self.images[name].lower().endswith(".png") else "JPEG"
 
     # ------------------------------------------------------------------ masks
 
@@ -182,7 +211,7 @@ class OwnLayout:
     def read_mask(self, path):
         """The stored labels (uint8 HxW: class ids, 255 = ignore) of one mask PNG."""
         try:
-            with Image.open(path) as png:
+            with validation.open_image(path, "mask") as png:
                 png.load()
                 mode, values = png.mode, np.array(png)
         except (OSError, UnidentifiedImageError, SyntaxError) as error:
@@ -232,14 +261,20 @@ class OwnLayout:
                              else ""))
         return np.where(ignored, class_files.STORED_IGNORE, values).astype(np.uint8)
 
-    def _image_size(self, path):
+    def _image_size(self, name):
         """(height, width, EXIF orientation) from the header, as the stored bytes decode:
-        TensorFlow's decoders do not apply the EXIF orientation."""
+        TensorFlow's decoders do not apply the EXIF orientation. The file must be the
+        format its suffix says (the stored bytes are decoded by it)."""
+        path, expected = self.images[name], self.format_of(name)
         try:
-            with Image.open(path) as image:
-                return image.height, image.width, image.getexif().get(_ORIENTATION, 1)
+            with validation.open_image(path) as image:
+                found = validation.file_format(image)
+                size = image.height, image.width, image.getexif().get(_ORIENTATION, 1)
         except (OSError, UnidentifiedImageError, SyntaxError) as error:
             raise DataError(f"{path}: corrupt or truncated image ({error})") from None
+        if found != expected:
+            raise DataError(f"{path}: expected a {expected} image, found {found}")
+        return size
 
     def _check_all(self):
         """Every mask decoded and checked against its image's size; per split, the pixels
@@ -247,7 +282,7 @@ class OwnLayout:
         per_name = {}
         for name in sorted({n for names in self.splits.values() for n in names}):
             label = self.read_mask(self.masks[name])
-            height, width, orientation = self._image_size(self.images[name])
+            height, width, orientation = self._image_size(name)
             if label.shape != (height, width):
                 # An annotation tool that showed the photo turned by its EXIF tag drew the
                 # mask turned too; the pixels stored here are not turned.

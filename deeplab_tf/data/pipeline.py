@@ -44,7 +44,9 @@ def load_builder(data_config):
 
 
 def _is_jpeg(builder):
-    return builder.info.features["image"].encoding_format == "jpeg"
+    """True (JPEG images), False (PNG), None (both: each image decoded by its format)."""
+    image_format = builder.info.features["image"].encoding_format
+    return None if image_format is None else image_format == "jpeg"
 
 
 def _split(builder, split):

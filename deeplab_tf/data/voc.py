@@ -77,34 +77,44 @@ class VocLayout:
                          if os.path.isdir(p)), None)
 
     def _image_path(self, name):
+        """(path, the folder it is in) of the image of `name`: VOC's, else SBD's."""
         path = os.path.join(self.images, name + ".jpg")
         sbd_path = os.path.join(self.sbd, "img", name + ".jpg")
-        return sbd_path if not os.path.isfile(path) and os.path.isfile(sbd_path) else path
+        if not os.path.isfile(path) and os.path.isfile(sbd_path):
+            return sbd_path, os.path.join(self.sbd, "img")
+        return path, self.images
 
     def _label_source(self, name):
-        for kind, path in (("png", os.path.join(self.labels, name + ".png")),
-                           ("png", os.path.join(self.aug or self.labels, name + ".png")),
-                           ("mat", os.path.join(self.sbd, "cls", name + ".mat"))):
+        """(kind, path, folder) of the label of `name`, or None: VOC's PNG, else the
+        converted SBD PNG, else SBD's .mat file."""
+        for kind, folder in (("png", self.labels), ("png", self.aug or self.labels),
+                             ("mat", os.path.join(self.sbd, "cls"))):
+            path = os.path.join(folder, name + "." + kind)
             if os.path.isfile(path):
-                return kind, path
+                return kind, path, folder
         return None
 
-    def _missing(self, name):
-        """The path a split entry lacks (image first, then label), or None."""
-        image = self._image_path(name)
-        if not os.path.isfile(image):
-            return image
-        if self._label_source(name) is None:
-            return os.path.join(self.labels, name + ".png")
-        return None
+    def _problem(self, name):
+        """What a split entry lacks (image first, then label), or where a file of it leads
+        out of its folder (a symbolic link); None when both are there."""
+        image, folder = self._image_path(name)
+        problem = validation.missing_or_outside(image, folder)
+        if problem:
+            return problem
+        source = self._label_source(name)
+        if source is None:
+            return f"but {os.path.join(self.labels, name + '.png')} does not exist"
+        link = validation.link_out(source[1], source[2])
+        return link and f"but {link}"
 
     def _items(self, names):
-        return [(name, self._image_path(name), self._label_source(name)) for name in names]
+        return [(name, self._image_path(name)[0], self._label_source(name)[:2])
+                for name in names]
 
     def split_names(self):
         lists = os.path.join(self.root, "ImageSets", "Segmentation")
         names = {split: validation.read_split_list(os.path.join(lists, split + ".txt"),
-                                                   self._missing) for split in SPLITS}
+                                                   self._problem) for split in SPLITS}
         if os.path.isdir(self.sbd) or self.aug:
             names["train_aug"] = self._train_aug_names(names["train"], names["val"])
         return names
@@ -112,13 +122,14 @@ class VocLayout:
     def _train_aug_names(self, voc_train, voc_val):
         if os.path.isdir(self.sbd):
             sbd = [n for split in ("train", "val") for n in validation.read_split_list(
-                os.path.join(self.sbd, split + ".txt"), self._missing)]
+                os.path.join(self.sbd, split + ".txt"), self._problem)]
         else:
             sbd = [n[:-4] for n in validation.require_nonempty_dir(self.aug, ".png")]
             for name in sbd:
-                if self._missing(name):
-                    raise validation.DataError(f"{self.aug}/{name}.png: no image "
-                                               f"{self._missing(name)}")
+                problem = self._problem(name)
+                if problem:
+                    raise validation.DataError(f"{self.aug}/{name}.png names {name!r}, "
+                                               f"{problem}")
         return sorted((set(voc_train) | set(sbd)) - set(voc_val))
 
     def split_items(self):
