@@ -7,7 +7,6 @@ The manifests are read with tests/yaml_subset.py (PyYAML is not installed here, 
 project allows no skipped test): a reader of the subset they are written in, which
 refuses anything outside it.
 """
-import configparser
 import os
 import re
 import sys
@@ -139,8 +138,6 @@ def test_the_lock_pins_every_runtime_dependency_at_this_environments_version():
     pins = [line for line in text.splitlines() if line and not line.startswith("#")]
     assert all(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*==[0-9][^\s=]*", p) for p in pins)
     names = {make_lock.canonical(p.split("==")[0]) for p in pins}
-    parser = configparser.ConfigParser()
-    parser.read(os.path.join(REPO, "setup.cfg"))
     required = make_lock.install_requires()
     assert "tensorflow" in required and len(required) >= 10
     assert {make_lock.canonical(n) for n in required} <= names

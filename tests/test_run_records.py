@@ -46,6 +46,7 @@ def records(workdir):
     ("model.depth=101", "model.depth"),           # the issue's --set=model.depth=101
     ("data.crop_size=49", "data.crop_size"),      # the data, same class count
     ("data.train_split=val", "data.train_split"),
+    ("data.data_dir=/elsewhere/tfds", "data.data_dir"),  # other data, the same classes
     ("train.base_learning_rate=0.5", "train.base_learning_rate"),
 ])
 def test_a_restart_that_changes_the_training_is_refused_and_writes_nothing(

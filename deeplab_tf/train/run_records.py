@@ -152,7 +152,8 @@ def check_restart(workdir, config, table, allow_change=False):
         fields = ", ".join(name for name, _, _ in other)
         raise ConfigChangeError(
             f"{workdir} holds a run at step {step} ({latest}) trained with other settings "
-            f"than this command's: {fields} differ ({_describe(other)}). Resuming would "
+            f"than this command's: {fields} {'differs' if len(other) == 1 else 'differ'} "
+            f"({_describe(other)}). Resuming would "
             f"train its weights under settings they were not trained with and rewrite its "
             f"records. Use the recorded settings, another --workdir, or pass {ALLOW_FLAG} "
             f"to accept the change deliberately (the old records are kept as "
