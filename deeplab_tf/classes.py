@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 
-from deeplab_tf import visualization
+from deeplab_tf import atomic, visualization
 
 CLASSES_FILE = "classes.json"  # in a work dir, an export dir, beside a .tflite / .onnx
 VOC_IGNORE_COLOR = (224, 224, 192)  # the cream of the VOC ground truth's 255 border
@@ -111,13 +111,21 @@ def cityscapes():
                       ignore_color=(0, 0, 0))
 
 
+# The built-in data sets (TFDS builder names) and their tables, by exact name: a name that
+# merely contains "voc" (custom_seg/voc_parts) is one's own data with its own classes.
+# "voc" and "cityscapes" are the palettes' names (tools.predict --colormap).
+BUILTIN = {"pascal_voc_seg": "voc", "coco_voc_seg": "voc", "synthetic_voc": "voc",
+           "cityscapes_seg": "cityscapes", "voc": "voc", "cityscapes": "cityscapes"}
+
+
 def builtin(dataset):
-    """The table of a built-in data set (a TFDS builder name), or None for any other."""
-    if "cityscapes" in dataset:
-        return cityscapes()
-    if "voc" in dataset:  # pascal_voc_seg, coco_voc_seg, synthetic_voc: the 21 VOC classes
-        return voc()
-    return None
+    """The table of a built-in data set (a TFDS builder name, optionally with its
+    ":VERSION"), or None for any other."""
+    name = str(dataset).split(":", 1)[0]
+    table = BUILTIN.get(name)
+    if table is None:
+        return None
+    return voc() if table == "voc" else cityscapes()
 
 
 def numbered(num_classes):
@@ -129,7 +137,8 @@ def numbered(num_classes):
 def of_run(workdir, config):
     """The class table of a training run: WORKDIR/classes.json, which the trainer writes.
 
-    Work dirs from before that file get the built-in table of their data set, or numbered
+    One that cannot be read is an error naming it (ValueError). Work dirs from before
+    that file get the table of their built-in data set (by its exact name), or numbered
     classes where none fits the model's class count.
     """
     try:
@@ -150,24 +159,28 @@ def _open(path, mode):
 
 
 def write(table, directory):
-    """Writes DIRECTORY/classes.json; returns its path."""
-    path = os.path.join(os.fspath(directory), CLASSES_FILE)
-    with _open(path, "w") as f:
-        f.write(table.to_json())
-    return path
+    """Writes DIRECTORY/classes.json atomically (readers see the old or the new table, never
+    half of one); returns its path."""
+    return atomic.write_text(os.path.join(os.fspath(directory), CLASSES_FILE), table.to_json())
 
 
 def read(path):
-    """A ClassTable from a classes.json file, or from DIRECTORY/classes.json."""
+    """A ClassTable from a classes.json file, or from DIRECTORY/classes.json.
+
+    FileNotFoundError where there is none; ValueError naming the file where it cannot be
+    read (not UTF-8, not JSON, empty, a bad table, unreadable for this user).
+    """
     path = os.fspath(path)
     if not path.endswith(".json"):
         path = os.path.join(path, CLASSES_FILE)
     try:
         with _open(path, "r") as f:
             text = f.read()
-    except (FileNotFoundError, OSError) as error:
+    except FileNotFoundError as error:
         raise FileNotFoundError(f"{path}: no class table ({error})") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: the class table cannot be read ({error})") from None
     try:
         return ClassTable.from_json(text)
     except (ValueError, TypeError) as error:
-        raise ValueError(f"{path}: {error}") from None
+        raise ValueError(f"{path}: not a class table ({error})") from None

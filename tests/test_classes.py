@@ -41,7 +41,40 @@ def test_bad_tables_are_refused_naming_the_value(names, colors, ignore, message)
 
 def test_a_broken_file_is_named(tmp_path):
     (tmp_path / "classes.json").write_text('{"names": ["a"], "colours": [[1, 2, 3]]}')
-    with pytest.raises(ValueError, match=r"classes.json: unknown class table fields"):
+    with pytest.raises(ValueError, match=r"classes.json: not a class table \(unknown class table fields"):
         classes.read(tmp_path)
     with pytest.raises(FileNotFoundError, match="no class table"):
         classes.read(tmp_path / "missing")
+
+
+def test_a_table_is_never_chosen_by_a_substring_of_the_data_sets_name():
+    assert classes.builtin("pascal_voc_seg:1.0.0") == classes.voc()
+    for name in ("custom_seg/voc_parts", "my_voc", "cityscapes_mine", "custom_seg/cityscapes"):
+        assert classes.builtin(name) is None, name
+
+
+def run_config(dataset, num_classes):
+    from deeplab_tf import config as config_lib
+    config = config_lib.ExperimentConfig()
+    config.data.dataset, config.model.num_classes = dataset, num_classes
+    return config
+
+
+def test_a_run_without_classes_json_of_ones_own_data_gets_numbered_classes(tmp_path):
+    """custom_seg/voc_parts with 21 classes: not VOC's names (the issue's case)."""
+    table = classes.of_run(tmp_path, run_config("custom_seg/voc_parts", 21))
+    assert table.names == tuple(str(i) for i in range(21))
+    assert classes.of_run(tmp_path, run_config("pascal_voc_seg", 21)) == classes.voc()
+
+
+@pytest.mark.parametrize("damage", ["directory", "not_utf8", "empty", "truncated"])
+def test_an_unreadable_classes_json_of_a_run_is_an_error_naming_it(tmp_path, damage):
+    path = tmp_path / "classes.json"
+    if damage == "directory":
+        path.mkdir()
+    else:
+        text = classes.voc().to_json().encode()
+        path.write_bytes({"not_utf8": b"\xff\xfe" + text, "empty": b"",
+                          "truncated": text[:len(text) // 2]}[damage])
+    with pytest.raises(ValueError, match=rf"^{path}: "):
+        classes.of_run(tmp_path, run_config("pascal_voc_seg", 21))

@@ -9,10 +9,13 @@ import logging
 import os
 import re
 
+import numpy as np
+import pytest
 import tensorflow as tf
 
+from deeplab_tf import atomic
 from deeplab_tf import config as config_lib
-from deeplab_tf.evaluation import continuous, evaluator
+from deeplab_tf.evaluation import continuous, evaluator, metrics
 
 
 class Trainer:
@@ -85,12 +88,59 @@ def test_skip_evaluated_resumes_after_the_results_on_disk(tmp_path):
     trainer = Trainer(str(tmp_path), max_to_keep=100)
     for step in (5, 10, 15):
         trainer.save(step)
-    os.makedirs(tmp_path / evaluator.EVAL_DIR)
-    (tmp_path / evaluator.EVAL_DIR / "results_5.json").write_text("{}")
+    evaluator.write_results(str(tmp_path), RESULT, 5)
     evaluated = continuous.watch(config(15, 5, 100), str(tmp_path),
                                  slow_evaluation(trainer, 0, 15, 5), timeout=0,
                                  min_interval_secs=0, skip_evaluated=True)
     assert evaluated == [10, 15]
+
+
+def result():
+    """A real result dict (ConfusionMatrix.result) of two images' worth of pixels."""
+    confusion = metrics.ConfusionMatrix(2, 255, ["a", "b"])
+    confusion.update(np.array([[0, 1]]), np.array([[0, 0]]))
+    return confusion.result()
+
+
+RESULT = result()
+
+
+@pytest.mark.parametrize("damage", ["", "{\"miou\": 0.5, \"st", "{}", '{"step": 10, "miou": 1}'])
+def test_an_empty_or_unreadable_result_counts_as_not_evaluated(tmp_path, damage, caplog):
+    """What a kill during a non-atomic write left (empty, truncated), or a record of
+    another step: a restarted evaluator evaluates the step again and says why."""
+    trainer = Trainer(str(tmp_path), max_to_keep=100)
+    for step in (5, 10):
+        trainer.save(step)
+    evaluator.write_results(str(tmp_path), RESULT, 10)
+    (tmp_path / evaluator.EVAL_DIR / "results_5.json").write_text(damage)
+    with caplog.at_level(logging.WARNING):
+        evaluated = continuous.watch(config(10, 5, 100), str(tmp_path),
+                                     slow_evaluation(trainer, 0, 10, 5), timeout=0,
+                                     min_interval_secs=0, skip_evaluated=True)
+    assert evaluated == [5]
+    assert "results_5.json" in caplog.text and "evaluated again" in caplog.text
+
+
+def test_results_are_written_atomically_the_step_record_last(tmp_path, monkeypatch):
+    """The rename of results_<step>.json fails (a kill at that moment): the earlier
+    record stays whole, and the step's marker is the last file written."""
+    evaluator.write_results(str(tmp_path), RESULT, 5)
+    before = (tmp_path / evaluator.EVAL_DIR / "results_5.json").read_bytes()
+    renamed = []
+
+    def replace(source, target):
+        renamed.append(os.path.basename(target))
+        if target.endswith("results_5.json"):
+            raise OSError("killed")
+        real_replace(source, target)
+    real_replace = os.replace
+    monkeypatch.setattr(atomic.os, "replace", replace)
+    with pytest.raises(OSError, match="killed"):
+        evaluator.write_results(str(tmp_path), dict(RESULT, miou=0.25), 5)
+    assert renamed == ["results_5.txt", "results.json", "results_5.json"]
+    assert (tmp_path / evaluator.EVAL_DIR / "results_5.json").read_bytes() == before
+    assert not [n for n in os.listdir(tmp_path / evaluator.EVAL_DIR) if n.endswith(".tmp")]
 
 
 def test_no_checkpoint_within_the_timeout_returns_nothing(tmp_path):

@@ -25,6 +25,9 @@ flags.DEFINE_string("experiment", None, "Module name in experiments/, e.g. voc_s
 flags.DEFINE_string("workdir", None, "Work dir: config.json, checkpoints/, train/ events.")
 flags.DEFINE_multi_string("set", [], "Config override key=value, e.g. train.steps=400.")
 flags.DEFINE_enum("strategy", "default", cluster.STRATEGIES, "tf.distribute strategy.")
+flags.DEFINE_bool("allow_config_change", False, "Resume a run although this command changes "
+                  "its model, data or classes (refused otherwise; deeplab_tf/train/"
+                  "run_records.py).")
 flags.mark_flags_as_required(["experiment", "workdir"])
 FLAGS = flags.FLAGS
 
@@ -65,7 +68,8 @@ def main(argv):
     logging.info("training %s in %s with --strategy=%s (%d replica%s)", config.name,
                  FLAGS.workdir, FLAGS.strategy, replicas, "" if replicas == 1 else "s")
     try:
-        train.train(config, FLAGS.workdir, strategy)
+        train.train(config, FLAGS.workdir, strategy,
+                    allow_config_change=FLAGS.allow_config_change)
     except train.NonFiniteLossError as error:
         logging.error("%s", error)
         sys.exit(3)

@@ -5,7 +5,8 @@ Used by `tools.evaluate --watch` and by the `evaluator` task of a training clust
 Each checkpoint goes through `run.evaluate_checkpoint`; results go to WORKDIR/eval
 (results_<step>.json, the table, and TensorBoard scalars `eval/miou`, beside the training
 summaries in WORKDIR/train). With `skip_evaluated` (the cluster evaluator), a checkpoint
-whose results_<step>.json exists is not evaluated again, so a restarted evaluator picks
+whose results_<step>.json holds its record is not evaluated again (an empty
+or unreadable one does not count), so a restarted evaluator picks
 up where it stopped.
 
 `tf.train.checkpoints_iterator` yields only the newest checkpoint each time it looks, so
@@ -24,8 +25,9 @@ from deeplab_tf.evaluation import checkpoints, evaluator, run
 
 
 def _evaluated(workdir, step):
-    return tf.io.gfile.exists(os.path.join(workdir, evaluator.EVAL_DIR,
-                                           f"results_{step}.json"))
+    """Whether WORKDIR/eval holds a readable record of `step` (an empty or truncated one,
+    left by a kill before the writes were atomic, is no record)."""
+    return evaluator.read_results(workdir, step) is not None
 
 
 def _number(path):

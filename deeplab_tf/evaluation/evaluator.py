@@ -10,8 +10,9 @@ import os
 
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
-from deeplab_tf import console
+from deeplab_tf import atomic, console
 from deeplab_tf.evaluation import metrics
 
 EVAL_DIR = "eval"
@@ -74,19 +75,20 @@ def checkpoint_step(checkpoint):
 
 
 def write_results(workdir, result, step, settings=None):
-    """Writes the JSON, the table and TensorBoard scalars to WORKDIR/eval; returns the table."""
+    """Writes the JSON, the table and TensorBoard scalars to WORKDIR/eval; returns the table.
+
+    Each file is written atomically, and results_<step>.json, which tells a restarted
+    evaluator that `step` is done (continuous.py), goes last: a kill at any point leaves
+    the step to be evaluated again, not a record without its scalars.
+    """
     eval_dir = os.path.join(workdir, EVAL_DIR)
     tf.io.gfile.makedirs(eval_dir)
     settings = settings or {}
     record = dict(result, step=step, settings=settings)
     text = json.dumps(record, indent=2)
-    for name in (f"results_{step}.json", "results.json"):
-        with tf.io.gfile.GFile(os.path.join(eval_dir, name), "w") as f:
-            f.write(text)
     described = ", ".join(f"{k}={v}" for k, v in settings.items())
     table = metrics.format_table(result, title=f"step {step}: {described}")
-    with tf.io.gfile.GFile(os.path.join(eval_dir, f"results_{step}.txt"), "w") as f:
-        f.write(table + "\n")
+    atomic.write_text(os.path.join(eval_dir, f"results_{step}.txt"), table + "\n")
     writer = tf.summary.create_file_writer(eval_dir)
     with writer.as_default():
         if result["miou"] is not None:
@@ -97,4 +99,31 @@ def write_results(workdir, result, step, settings=None):
             if value is not None:  # absent classes have no IoU; no point is better than 0
                 tf.summary.scalar(f"eval_iou/{name}", value, step=step)
     writer.flush()
+    atomic.write_text(os.path.join(eval_dir, "results.json"), text)
+    atomic.write_text(os.path.join(eval_dir, results_file(step)), text)
     return table
+
+
+def results_file(step):
+    """The name of the record of `step`'s evaluation in WORKDIR/eval."""
+    return f"results_{step}.json"
+
+
+def read_results(workdir, step):
+    """The record of `step`'s evaluation, or None where there is none or it cannot be read
+    (empty, truncated, not JSON, of another step): such a step counts as not evaluated."""
+    path = os.path.join(workdir, EVAL_DIR, results_file(step))
+    try:
+        with tf.io.gfile.GFile(path, "r") as f:
+            record = json.loads(f.read())
+    except (tf.errors.NotFoundError, FileNotFoundError):
+        return None
+    except (ValueError, UnicodeDecodeError, tf.errors.OpError, OSError):
+        logging.warning("%s cannot be read (a write that was interrupted?): step %d is "
+                        "evaluated again", path, step)
+        return None
+    if not isinstance(record, dict) or record.get("step") != step or "miou" not in record:
+        logging.warning("%s is not the record of step %d's evaluation: it is evaluated "
+                        "again", path, step)
+        return None
+    return record

@@ -7,12 +7,11 @@ input of the evaluation crop's size (the padding to it and the upsampling are in
 uint8 [1, H, W, 3] in, int32 labels [1, H, W] out. classes.json is written beside it.
 """
 import itertools
-import json
 import os
 
 from absl import logging
 
-from deeplab_tf import classes
+from deeplab_tf import atomic, classes
 from deeplab_tf.evaluation import evaluator, metrics
 
 FORMATS = ("saved_model", "tflite", "onnx")
@@ -83,6 +82,6 @@ def evaluate_file(config, path, threads=2, verbose=True, class_table=None):
     result = confusion.result()
     text = metrics.format_table(result, title=f"{path} on {config.data.dataset}/"
                                               f"{config.eval.split}")
-    with open(f"{path}.eval_{config.eval.split}.json", "w") as f:  # model.tflite.eval_val.json
-        f.write(json.dumps(dict(result, file=path, split=config.eval.split), indent=2))
+    atomic.write_json(f"{path}.eval_{config.eval.split}.json",  # model.tflite.eval_val.json
+                      dict(result, file=path, split=config.eval.split), indent=2)
     return result, text

@@ -25,6 +25,7 @@ import tensorflow as tf
 from tensorflow.lite.python import schema_py_generated as schema  # the .tflite flatbuffer schema
 from tensorflow.python.framework import convert_to_constants  # no public freezing API in TF2
 
+from deeplab_tf import atomic
 from deeplab_tf.evaluation import inference
 
 QUANTIZE = ("none", "float16", "int8")
@@ -86,8 +87,7 @@ def convert_tflite(model, path, image_size, crop_size=None, quantize="none",
     flatbuffer = converter.convert()
     if class_table is not None:
         flatbuffer = add_metadata(flatbuffer, METADATA_NAME, class_table.to_json())
-    with tf.io.gfile.GFile(path, "wb") as f:
-        f.write(flatbuffer)
+    atomic.write_bytes(path, flatbuffer)  # a runner never loads half a model
     return path
 
 
@@ -129,6 +129,23 @@ def read_metadata(flatbuffer, name=METADATA_NAME):
         entry = model.Metadata(i)
         if entry.Name().decode("utf-8") == name:
             return model.Buffers(entry.Buffer()).DataAsNumpy().tobytes().decode("utf-8")
+    return None
+
+
+def class_count(flatbuffer):
+    """The class count of a converted labels graph: the last dimension of its ARG_MAX's
+    input (the logits), or None where the graph has no such op."""
+    model = schema.Model.GetRootAsModel(flatbuffer, 0)
+    codes = [max(model.OperatorCodes(i).BuiltinCode(),
+                 model.OperatorCodes(i).DeprecatedBuiltinCode())
+             for i in range(model.OperatorCodesLength())]
+    for g in range(model.SubgraphsLength()):
+        graph = model.Subgraphs(g)
+        for o in range(graph.OperatorsLength()):
+            operator = graph.Operators(o)
+            if codes[operator.OpcodeIndex()] == schema.BuiltinOperator.ARG_MAX:
+                shape = graph.Tensors(operator.Inputs(0)).ShapeAsNumpy()
+                return int(shape[-1])
     return None
 
 

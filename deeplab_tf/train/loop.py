@@ -19,7 +19,8 @@ moving statistics and stop updating them while SGD still moves gamma/beta;
 `train.batch_size` is the global batch of one update: split over replicas when they are
 synchronous, the batch of each worker's own update under parameter servers.
 
-Resuming (what a checkpoint restores under each strategy: checkpointing.py).
+Resuming (what a checkpoint restores under each strategy: checkpointing.py; what a restart
+may change in the config: run_records.py).
 """
 import os
 import time
@@ -29,13 +30,13 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from deeplab_tf import classes
 from deeplab_tf import cluster
 from deeplab_tf import config as config_lib
 from deeplab_tf import modeling
 from deeplab_tf.train import checkpointing
 from deeplab_tf.train import optimizer as optimizer_lib
 from deeplab_tf.train import parameter_server
+from deeplab_tf.train import run_records
 from deeplab_tf.train import schedule as schedule_lib
 from deeplab_tf.train import step as step_lib
 from deeplab_tf.train import strategy as strategy_lib
@@ -92,7 +93,8 @@ class Trainer:
     """Builds model (`config.model.builder`), optimizer, data and checkpoints under
     `strategy`; `run()` trains."""
 
-    def __init__(self, config, workdir, strategy=None, dataset_fn=None):
+    def __init__(self, config, workdir, strategy=None, dataset_fn=None,
+                 allow_config_change=False):
         self.config, self.workdir = config, workdir
         self.strategy = strategy or tf.distribute.get_strategy()
         self.kind = strategy_lib.kind(self.strategy)
@@ -105,7 +107,12 @@ class Trainer:
         # WORKDIR/classes.json for evaluation, pictures and exports.
         self.class_table = data_class_table(config)
         keras.utils.set_random_seed(train.seed)
-        self._write_config()
+        # A restart that changes the model, the data or the classes is refused before
+        # anything is written (run_records.py); every task checks, so all of a cluster stop.
+        previous = run_records.check_restart(workdir, config, self.class_table,
+                                             allow_config_change)
+        if self.is_chief:
+            run_records.write(workdir, config, self.class_table, previous)
         with self.strategy.scope():
             self.model = _build_model(config, self.strategy.num_replicas_in_sync)
             # ONLY_FIRST_REPLICA: the replicas of a synchronous step count it once.
@@ -145,13 +152,6 @@ class Trainer:
         self._last_saved = None
 
     # ---------------------------------------------------------------- setup
-
-    def _write_config(self):
-        if self.is_chief:
-            tf.io.gfile.makedirs(self.workdir)
-            with tf.io.gfile.GFile(os.path.join(self.workdir, "config.json"), "w") as f:
-                f.write(config_lib.to_json(self.config))
-            classes.write(self.class_table, self.workdir)
 
     def _make_input(self):
         if self.is_async:
@@ -270,7 +270,11 @@ class Trainer:
             checkpointing.remove_scratch(self.manager)
 
 
-def train(config, workdir, strategy=None, dataset_fn=None):
-    """Trains `config` in `workdir` under `strategy`; returns the last step's metrics."""
-    trainer = Trainer(config, workdir, strategy, dataset_fn)
+def train(config, workdir, strategy=None, dataset_fn=None, allow_config_change=False):
+    """Trains `config` in `workdir` under `strategy`; returns the last step's metrics.
+
+    `allow_config_change`: resume a run whose recorded config or class table differs in
+    more than the benign fields (run_records.py), rather than refusing.
+    """
+    trainer = Trainer(config, workdir, strategy, dataset_fn, allow_config_change)
     return trainer.run()
