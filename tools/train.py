@@ -20,11 +20,14 @@ from absl import app, flags, logging
 
 from deeplab_tf import cluster, console
 from deeplab_tf import config as config_lib  # no TensorFlow either
+from deeplab_tf import recipe  # nor this
 
 flags.DEFINE_string("experiment", None, "Module name in experiments/, e.g. voc_stage1.")
 flags.DEFINE_string("workdir", None, "Work dir: config.json, checkpoints/, train/ events.")
 flags.DEFINE_multi_string("set", [], "Config override key=value, e.g. train.steps=400.")
 flags.DEFINE_enum("strategy", "default", cluster.STRATEGIES, "tf.distribute strategy.")
+flags.DEFINE_bool("recipe_only", False, "Print the run's departures from the paper's recipe "
+                  "(deeplab_tf/recipe.py) and exit: no training, no files written.")
 flags.mark_flags_as_required(["experiment", "workdir"])
 FLAGS = flags.FLAGS
 
@@ -35,6 +38,10 @@ def main(argv):
     # What can be refused without TensorFlow is refused before it loads (a second, not ten)
     # and before any cluster is joined.
     try:
+        if FLAGS.recipe_only:  # checks a planned run: no cluster, TensorFlow or files
+            config = config_lib.load_experiment(FLAGS.experiment, FLAGS.set)
+            print(recipe.format_table(recipe.report(config)), flush=True)
+            return
         role = cluster.task_role(FLAGS.strategy)
         if role != "serve":
             config = config_lib.load_experiment(FLAGS.experiment, FLAGS.set)
@@ -64,6 +71,7 @@ def main(argv):
     replicas = strategy.num_replicas_in_sync
     logging.info("training %s in %s with --strategy=%s (%d replica%s)", config.name,
                  FLAGS.workdir, FLAGS.strategy, replicas, "" if replicas == 1 else "s")
+    recipe.announce(config, FLAGS.workdir)  # printed, WORKDIR/recipe.json and .txt
     try:
         train.train(config, FLAGS.workdir, strategy)
     except train.NonFiniteLossError as error:

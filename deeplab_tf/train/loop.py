@@ -210,6 +210,7 @@ class Trainer:
             return {}
         self._progress = summaries_lib.Progress(train.steps, start, train.batch_size,
                                                 time.perf_counter)
+        self.summaries.write_recipe(self.config, start)  # deeplab_tf/recipe.py, once a run
         if self.is_async:
             results = parameter_server.run(self, start)
         else:
