@@ -377,8 +377,19 @@ def from_dict(values):
         for key, value in values.get(section, {}).items():
             if not hasattr(target, key):
                 raise ValueError(f"config.json: unknown field {section}.{key}")
+            if section == "paper":  # nested: the figures' settings hold tuples too
+                value = _tuples(value)
             setattr(target, key, tuple(value) if isinstance(value, list) else value)
     return config
+
+
+def _tuples(value):
+    """JSON's lists back into the tuples they were, inside dicts and lists too."""
+    if isinstance(value, list):
+        return tuple(_tuples(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _tuples(v) for k, v in value.items()}
+    return value
 
 
 def from_json(text):

@@ -342,6 +342,19 @@ def write(rep, workdir):
     return paths
 
 
+def paper_from_experiment(config, config_json):
+    """A run trained before config.json carried a paper section: its experiment's (by
+    name), when experiments/ still has it. Returns `config`."""
+    with open(config_json) as f:
+        if "paper" in json.load(f):
+            return config
+    try:
+        config.paper = config_lib.load_experiment(config.name).paper
+    except (ValueError, ImportError):
+        pass  # another experiment's name: the default, VOC stage 1, is compared
+    return config
+
+
 def _writes_files():
     """The chief of a cluster (or a lone process) writes the work dir's recipe files."""
     from deeplab_tf import cluster

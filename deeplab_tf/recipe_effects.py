@@ -8,7 +8,7 @@ bodies, which its text lacks) the trend is quoted and the missing figures are sa
 missing. Anything else: "not measured in the paper".
 """
 NOT_MEASURED = "not measured in the paper"
-BODY = "figures in the table body, not in the paper's text used here"
+BODY = "its figures are not in the paper's text used here"
 STAGE1_LIKE = ("voc_stage1", "own_data", "coco_pretrain")
 TABLE8 = "Table 8, VOC val at OS 16"
 
@@ -24,11 +24,10 @@ def _batch(run, paper, protocol, config):
     if run == 6 and config.model.output_stride == 8:
         return "with train OS 8: 74.45 instead of 77.21 (Table 10)"
     # Which batch sizes Table 9 holds, and their figures, are in its body, not the text.
-    trend = ("'employing small batch size is inefficient', 'larger batch size leads to "
-             "better performance' while batch norm trains")
     if run < 16:
-        return f"lower (Table 9: {trend}; batch 16 gives 77.21; {BODY})"
-    return f"{NOT_MEASURED} above 16 (Table 9: {trend})"
+        return f"lower (Table 9: 'larger batch size leads to better performance' while " \
+               f"batch norm trains; 16: 77.21; {BODY})"
+    return f"{NOT_MEASURED} above 16 (Table 9)"
 
 
 def _batch_norm(run, paper, protocol, config):

@@ -216,6 +216,7 @@ def test_result_lines_match_the_evaluated_settings():
 def test_the_paper_section_survives_config_json():
     config = config_lib.load_experiment("table8", ["train.upsample_logits=false"])
     again = config_lib.from_json(config_lib.to_json(config))
+    assert again == config  # the figures' settings come back as tuples
     assert recipe.report(again) == recipe.report(config)
     assert recipe.result_lines(again, 0.76)[0].startswith(
         "Table 8, labels downsampled (no UL): paper 76.01, this run 76.00, -0.01")
@@ -260,3 +261,24 @@ def test_docstring_figures_are_the_configs(name):
         return
     quoted = set(FIGURE.findall(module.__doc__))
     assert quoted == {r["miou"] for r in config.paper.results}
+
+
+def test_an_older_run_gets_its_experiments_paper_section(tmp_path):
+    config = config_lib.load_experiment("cityscapes_fine")
+    record = json.loads(config_lib.to_json(config))
+    del record["paper"]  # as config.json was written before issue 31
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(record))
+    older = config_lib.from_json(path.read_text())
+    assert older.paper.protocol == "voc_stage1"  # the default, before the look-up
+    assert recipe.paper_from_experiment(older, str(path)).paper == config.paper
+
+
+def test_train_refuses_a_bad_paper_section_in_one_line(tmp_path):
+    process = subprocess.run(
+        [sys.executable, "-m", "tools.train", "--experiment=smoke", f"--workdir={tmp_path}/w",
+         "--set=paper.protocol=voc_stage3"], cwd=REPO, capture_output=True, text=True,
+        timeout=120)
+    assert process.returncode != 0 and "Traceback" not in process.stderr
+    assert "paper.protocol must be one of" in process.stderr and "'voc_stage3'" in process.stderr
+    assert not os.path.exists(f"{tmp_path}/w")

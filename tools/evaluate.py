@@ -37,9 +37,12 @@ FLAGS = flags.FLAGS
 
 def load_config():
     from deeplab_tf import config as config_lib
+    from deeplab_tf import recipe
     from deeplab_tf.evaluation import checkpoints
     if os.path.exists(os.path.join(FLAGS.workdir, checkpoints.CONFIG_FILE)):
         config = checkpoints.read_config(FLAGS.workdir)
+        recipe.paper_from_experiment(config, os.path.join(FLAGS.workdir,
+                                                          checkpoints.CONFIG_FILE))
         if FLAGS.experiment and config.name and FLAGS.experiment != config.name:
             logging.warning("--experiment=%s, but %s was trained as %r; using its config.json",
                             FLAGS.experiment, FLAGS.workdir, config.name)

@@ -48,6 +48,7 @@ def main(argv):
         if role == "train":
             config_lib.init_checkpoint_path(config)  # refuses an unset ImageNet start
             cluster.check_supported(config.train, FLAGS.strategy)
+            recipe.report(config)  # refuses a bad paper section before TensorFlow loads
     except ValueError as error:
         raise app.UsageError(str(error)) from None
     tf = console.load_tensorflow(FLAGS.verbosity)

@@ -69,7 +69,9 @@ class TrainSummaries:
         except ValueError as error:  # a broken paper section must not stop training
             text = f"recipe: {error}"
         with self._writer.as_default(step=step):
-            tf.summary.text("recipe", text)
+            # A vector of one string, not a scalar: readers of the scalars (plots.
+            # read_scalars) take every rank-0 tensor for a number.
+            tf.summary.text("recipe", [text])
 
     def flush(self):
         self._writer.flush()
