@@ -403,7 +403,9 @@ def result_lines(config, miou):
     matches = matching_results(config)
     for r in matches:
         difference = "" if run is None else f", {run - float(r['miou']):+.2f}"
-        lines.append(f"{r['table']}, {r['label']}: paper {r['miou']}, this run "
+        # A figure the text does not state but gives the terms of says how it follows.
+        derived = "" if r["source"] == "text" else f" ({r['source']})"
+        lines.append(f"{r['table']}, {r['label']}: paper {r['miou']}{derived}, this run "
                      f"{'n/a' if run is None else f'{run:.2f}'}{difference}; {summary(rep)}")
     if not matches:
         known = "; ".join(f"{r['table']} {r['label']} {r['miou']}"

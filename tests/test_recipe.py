@@ -202,6 +202,10 @@ def test_result_lines_match_the_evaluated_settings():
                         "departures: crop 385, batch 8")
     at16 = recipe.result_lines(config_lib.load_experiment("voc_stage1", [IMAGENET]), 0.7)
     assert at16[0] == "Table 6, OS 16: paper 77.21, this run 70.00, -7.21; no departures"
+    at8 = recipe.result_lines(config_lib.load_experiment("voc_stage1", [
+        IMAGENET, "eval.output_stride=8"]), None)
+    assert at8[0] == "Table 6, OS 8: paper 78.51 (77.21 + 1.3, text), this run n/a; " \
+                     "no departures"
     # Table 1's row at OS 256 (no atrous at all), and a setting the row has no figure for.
     no_atrous = config_lib.load_experiment("table1", ["model.output_stride=None",
                                                       "eval.output_stride=None"])

@@ -43,7 +43,7 @@ def test_training_prints_and_keeps_the_recipe(data_dir, tmp_path):
     assert not [n for n in os.listdir(workdir) if n.startswith(".recipe.")]  # no temp left
     texts = event_files.read(str(workdir / "train"))["recipe"]
     assert list(texts) == [0]  # once, at the step the run started from
-    markdown = texts[0].item().decode()
+    markdown = texts[0]
     assert markdown == recipe.markdown(rep) and "| crop size | 513 (4.1) | 33 |" in markdown
     from deeplab_tf import plots  # the demo's curves read the same event files
     assert "recipe" not in plots.read_scalars(str(workdir / "train"))
@@ -69,8 +69,8 @@ def test_evaluate_prints_the_papers_figure_for_the_evaluated_settings(data_dir, 
     printed = tool("tools.evaluate", f"--workdir={work}", "--eval_output_stride=8")
     miou = 100 * json.loads((work / "eval" / "results.json").read_text())["miou"]
     line = next(l for l in printed.splitlines() if l.startswith("Table 6"))
-    assert line.startswith(f"Table 6, OS 8: paper 78.51, this run {miou:.2f}, "
-                           f"{miou - 78.51:+.2f}; departures: ")
+    assert line.startswith(f"Table 6, OS 8: paper 78.51 (77.21 + 1.3, text), this run "
+                           f"{miou:.2f}, {miou - 78.51:+.2f}; departures: ")
     for departure in ("data synthetic_voc", "start from scratch", "ResNet 50",
                       "crop 33", "batch 2", "eval pad 65x65"):
         assert departure in line
