@@ -128,12 +128,32 @@ class EvalConfig:
 
 
 @dataclasses.dataclass
+class PaperConfig:
+    """The paper's row an experiment reproduces: read by `deeplab_tf.recipe`, which lists
+    a run's departures from `protocol` and prints the row's figures beside an mIoU.
+
+    protocol: "voc_stage1", "voc_stage2", "cityscapes", "coco_pretrain" or "own_data"
+    (recipe.PROTOCOLS). settings: the row's own values replacing the protocol's (recipe
+    setting names, e.g. {"head": "cascade"}); varies: the settings its table varies (never
+    departures); results: the row's figures, each {"table", "label", "miou", "source",
+    "when": {setting: value}} (recipe.paper_result).
+    """
+    protocol: str = "voc_stage1"
+    table: str = ""
+    row: str = ""
+    settings: dict = dataclasses.field(default_factory=dict)
+    varies: tuple = ()
+    results: tuple = ()
+
+
+@dataclasses.dataclass
 class ExperimentConfig:
     name: str = ""
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
+    paper: PaperConfig = dataclasses.field(default_factory=PaperConfig)
 
 
 def _coerce(value_text, current, field_type, name):
@@ -352,13 +372,24 @@ def build_model(model_config, output_stride="train"):
 def from_dict(values):
     """Inverse of `dataclasses.asdict` for an `ExperimentConfig` (e.g. a work dir's config.json)."""
     config = ExperimentConfig(name=values.get("name", ""))
-    for section in ("model", "data", "train", "eval"):
+    for section in ("model", "data", "train", "eval", "paper"):  # an older run has no paper
         target = getattr(config, section)
         for key, value in values.get(section, {}).items():
             if not hasattr(target, key):
                 raise ValueError(f"config.json: unknown field {section}.{key}")
+            if section == "paper":  # nested: the figures' settings hold tuples too
+                value = _tuples(value)
             setattr(target, key, tuple(value) if isinstance(value, list) else value)
     return config
+
+
+def _tuples(value):
+    """JSON's lists back into the tuples they were, inside dicts and lists too."""
+    if isinstance(value, list):
+        return tuple(_tuples(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _tuples(v) for k, v in value.items()}
+    return value
 
 
 def from_json(text):

@@ -15,4 +15,10 @@ def get_config():
     config = common.cityscapes(crop_size=769, steps=90000)
     config.data.train_split = "train+val+train_extra"
     config.eval.split = "val"
+    scales = (0.75, 1.0, 1.25, 1.5, 1.75, 2.0)
+    config.paper = common.paper(
+        "cityscapes", "Table 13", "train fine + val + coarse",
+        settings=dict(train_split="train+val+train_extra"), results=(
+            common.result("Table 13", "test server, OS 4 + scales up to 2", "81.3", "text",
+                          eval_split="test", eval_output_stride=4, eval_scales=scales),))
     return common.eval_at(config, 4, scales=(0.75, 1.0, 1.25, 1.5, 1.75, 2.0), flip=True)

@@ -13,4 +13,12 @@ from experiments import common
 
 def get_config():
     config = common.cityscapes(crop_size=769, steps=90000)
-    return common.eval_at(config, 8, scales=(0.75, 1.0, 1.25), flip=True)
+    scales = (0.75, 1.0, 1.25)
+    config.paper = common.paper("cityscapes", "Table 12", "train fine", results=(
+        common.result("Table 12", "OS 16", "77.23", "text", eval_output_stride=16,
+                      **common.SINGLE_SCALE),
+        common.result("Table 12", "OS 8", "77.82", "text", eval_output_stride=8,
+                      **common.SINGLE_SCALE),
+        common.result("Table 12", "OS 8 + MS + flip", "79.30", "text", eval_output_stride=8,
+                      eval_scales=scales, eval_flip=True)))
+    return common.eval_at(config, 8, scales=scales, flip=True)

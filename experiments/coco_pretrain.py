@@ -14,4 +14,5 @@ def get_config():
     config.data.dataset = "coco_voc_seg"
     config.data.train_split = "train"
     config.data.eval_split = "val"
+    config.paper = common.paper("coco_pretrain", row="COCO pre-training (4.3)")
     return common.eval_at(config, 16)

@@ -1,5 +1,13 @@
-"""Shared pieces of the experiment configs: functions, not copies."""
+"""Shared pieces of the experiment configs: functions, not copies.
+
+Each experiment's `config.paper` (config_lib.PaperConfig) is the one place its paper row,
+protocol and figures live (deeplab_tf.recipe reads it; tests/test_experiments.py checks
+the docstring's figures against it).
+"""
 from deeplab_tf import config as config_lib
+from deeplab_tf import recipe
+
+result = recipe.paper_result  # (table, label, mIoU as printed, source, **settings)
 
 VOC_HARD_CLASSES = (2, 9, 11, 16, 18)  # bicycle, chair, diningtable, pottedplant, sofa
 
@@ -36,6 +44,31 @@ def eval_at(config, output_stride, scales=(1.0,), flip=False):
 
 
 MULTI_SCALE = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)  # paper 4.2, Table 4 / 6 "MS"
+SINGLE_SCALE = dict(eval_scales=(1.0,), eval_flip=False)
+
+
+def paper(protocol="voc_stage1", table="", row="", settings=None, varies=(), results=()):
+    return config_lib.PaperConfig(protocol=protocol, table=table, row=row,
+                                  settings=dict(settings or {}), varies=tuple(varies),
+                                  results=tuple(results))
+
+
+def table6_results():
+    """Table 6 (4.3): the best ASPP model, trained at OS 16, evaluated four ways. 77.21 and
+    79.77 are stated; the two between follow from the stated gains (+1.3, +0.94)."""
+    return (
+        result("Table 6", "OS 16", "77.21", "text", eval_output_stride=16, **SINGLE_SCALE),
+        result("Table 6", "OS 8", "78.51", "77.21 + 1.3, text", eval_output_stride=8,
+               **SINGLE_SCALE),
+        result("Table 6", "OS 8 + MS", "79.45", "78.51 + 0.94, text", eval_output_stride=8,
+               eval_scales=MULTI_SCALE, eval_flip=False),
+        result("Table 6", "OS 8 + MS + flip", "79.77", "text", eval_output_stride=8,
+               eval_scales=MULTI_SCALE, eval_flip=True))
+
+
+def single_scale_at(output_stride):
+    """Row settings of a table evaluated single-scale at one output stride."""
+    return dict(eval_output_stride=output_stride, **SINGLE_SCALE)
 
 
 def cascade(depth=50, extra_blocks=3, multi_grid=(1, 1, 1), output_stride=16):

@@ -63,4 +63,5 @@ def get_config():
     config.train.image_summary_every = 250
     config.eval.split = "val"
     config.eval.output_stride = 16
+    config.paper = config_lib.PaperConfig(protocol="own_data")
     return config

@@ -14,4 +14,14 @@ from experiments import common
 
 
 def get_config():
-    return common.cascade(depth=50, extra_blocks=3, multi_grid=(1, 1, 1), output_stride=8)
+    config = common.cascade(depth=50, extra_blocks=3, multi_grid=(1, 1, 1), output_stride=8)
+    config.paper = common.paper(
+        "voc_stage1", "Table 1", "ResNet-50 + block7", varies=(
+            "output_stride", "eval_output_stride"),
+        settings=dict(depth=50, head="cascade", extra_blocks=3, multi_grid=(1, 1, 1),
+                      **common.SINGLE_SCALE),
+        results=(common.result("Table 1", "OS 8", "75.18", "text", output_stride=8,
+                               eval_output_stride=8),
+                 common.result("Table 1", "OS 256 (no atrous)", "20.29", "text",
+                               output_stride=None, eval_output_stride=None)))
+    return config

@@ -12,4 +12,9 @@ from experiments import common
 
 
 def get_config():
-    return common.cascade(depth=50, extra_blocks=3, multi_grid=(1, 1, 1), output_stride=16)
+    config = common.cascade(depth=50, extra_blocks=3, multi_grid=(1, 1, 1), output_stride=16)
+    config.paper = common.paper(
+        "voc_stage1", "Table 2", "cascaded blocks, MG (1, 1, 1)",
+        varies=("depth", "extra_blocks"),
+        settings=dict(head="cascade", multi_grid=(1, 1, 1), **common.single_scale_at(16)))
+    return config

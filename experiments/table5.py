@@ -14,5 +14,13 @@ from experiments import common
 
 
 def get_config():
-    return common.aspp_stage1(multi_grid=(1, 2, 4), aspp_rates=(6, 12, 18),
-                              image_pooling=True)
+    config = common.aspp_stage1(multi_grid=(1, 2, 4), aspp_rates=(6, 12, 18),
+                                image_pooling=True)
+    config.paper = common.paper(
+        "voc_stage1", "Table 5", "ASPP, multi-grid, image pooling",
+        varies=("multi_grid", "aspp_rates", "image_pooling"),
+        settings=common.single_scale_at(16),
+        results=(common.result("Table 5", "MG (1, 2, 4) + ASPP (6, 12, 18) + image pooling",
+                               "77.21", "text", multi_grid=(1, 2, 4),
+                               aspp_rates=(6, 12, 18), image_pooling=True),))
+    return config

@@ -20,4 +20,16 @@ from experiments import common
 
 
 def get_config():
-    return common.aspp_stage1()
+    config = common.aspp_stage1()
+    full = dict(crop_size=513, batch_norm="trained", upsample_logits=True)
+    config.paper = common.paper(
+        "voc_stage1", "Table 8", "crop, upsampled logits, batch norm",
+        varies=tuple(full), settings=common.single_scale_at(16), results=(
+            common.result("Table 8", "crop 513 + UL + BN", "77.21", "text", **full),
+            common.result("Table 8", "BN not fine-tuned", "75.95", "text",
+                          **dict(full, batch_norm="frozen")),
+            common.result("Table 8", "labels downsampled (no UL)", "76.01", "text",
+                          **dict(full, upsample_logits=False)),
+            common.result("Table 8", "crop 321", "67.22", "text",
+                          **dict(full, crop_size=321))))
+    return config

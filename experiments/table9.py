@@ -10,4 +10,9 @@ from experiments import common
 
 
 def get_config():
-    return common.aspp_stage1()
+    config = common.aspp_stage1()
+    config.paper = common.paper(
+        "voc_stage1", "Table 9", "batch size, BN fine-tuned", varies=("batch_size",),
+        settings=common.single_scale_at(16),
+        results=(common.result("Table 9", "batch 16", "77.21", "text", batch_size=16),))
+    return config

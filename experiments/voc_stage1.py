@@ -15,4 +15,7 @@ from experiments import common
 
 
 def get_config():
-    return common.eval_at(common.voc_stage1(), 16)
+    config = common.eval_at(common.voc_stage1(), 16)
+    config.paper = common.paper("voc_stage1", "Table 6", "MG (1, 2, 4) + ASPP + image pooling",
+                                results=common.table6_results())
+    return config

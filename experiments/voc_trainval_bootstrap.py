@@ -20,4 +20,9 @@ def get_config():
     config = common.frozen_batch_norm_stage(
         config, init_checkpoint="runs/voc_finetune_from_coco", base_learning_rate=0.001)
     config.eval.split = "test"
+    config.paper = common.paper(
+        "voc_stage2", "Table 7", "trainval, bootstrapping, from COCO (4.3)", results=(
+            common.result("Table 7", "test server, OS 8 + MS + flip", "85.7", "text",
+                          eval_split="test", eval_output_stride=8,
+                          eval_scales=common.MULTI_SCALE, eval_flip=True),))
     return common.eval_at(config, 8, scales=common.MULTI_SCALE, flip=True)

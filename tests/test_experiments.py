@@ -104,6 +104,9 @@ PAPER = {
                               eval_output_stride=4,
                               eval_scales=(0.75, 1.0, 1.25, 1.5, 1.75, 2.0), number="81.3"),
 }
+PROTOCOL = {"voc_stage2": "voc_stage2", "voc_trainval_bootstrap": "voc_stage2",
+            "coco_pretrain": "coco_pretrain", "cityscapes_fine": "cityscapes",
+            "cityscapes_coarse": "cityscapes"}
 # Not paper rows: CPU runs on the generated set.
 NOT_PAPER = {"smoke": "synthetic_voc", "demo": "synthetic_voc", "custom": "custom_seg/mine"}
 
@@ -234,8 +237,12 @@ def test_experiment_builds_and_matches_its_paper_row(name, small_data):
     row = PAPER.get(name)
     if row is not None:
         check_row(config, row)
-        if "number" in row:  # the docstring quotes the paper's figure of this row
+        if "number" in row:  # the paper's figure of this row: in its config and docstring
+            assert row["number"] in [r["miou"] for r in config.paper.results]
             assert row["number"] in module.__doc__
+        # Its paper section names this file's protocol: stage 2 (frozen BN, OS 8) rows
+        # the stage 2 one, Cityscapes rows Cityscapes', the rest VOC stage 1's / COCO's.
+        assert config.paper.protocol == PROTOCOL.get(name, "voc_stage1")
     else:
         assert config.data.dataset == NOT_PAPER[name]
 

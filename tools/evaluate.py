@@ -8,7 +8,10 @@ The model is the one the run trained (WORKDIR/config.json; --experiment is neede
 when the work dir has none); OS / scales / flip default to the config's `eval` section.
 Writes WORKDIR/eval/results.json, results_<step>.json and .txt (per-class table), the
 per-class IoU as a bar chart (per_class_iou_<step>.png), and TensorBoard scalars in
-WORKDIR/eval.
+WORKDIR/eval. Beside the mIoU it prints the paper's figure for the experiment's row at the
+evaluated output stride, scales and flip, where the paper has one, and the run's
+departures from the paper's recipe (deeplab_tf/recipe.py), e.g.
+    Table 6, OS 8 + MS + flip: paper 79.77, this run 78.90, -0.87; departures: batch 8
 """
 import os
 
@@ -34,9 +37,12 @@ FLAGS = flags.FLAGS
 
 def load_config():
     from deeplab_tf import config as config_lib
+    from deeplab_tf import recipe
     from deeplab_tf.evaluation import checkpoints
     if os.path.exists(os.path.join(FLAGS.workdir, checkpoints.CONFIG_FILE)):
         config = checkpoints.read_config(FLAGS.workdir)
+        recipe.paper_from_experiment(config, os.path.join(FLAGS.workdir,
+                                                          checkpoints.CONFIG_FILE))
         if FLAGS.experiment and config.name and FLAGS.experiment != config.name:
             logging.warning("--experiment=%s, but %s was trained as %r; using its config.json",
                             FLAGS.experiment, FLAGS.workdir, config.name)
@@ -62,12 +68,16 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     config = load_config()
+    from deeplab_tf import config as config_lib
     from deeplab_tf.evaluation import checkpoints
     if FLAGS.model_file:
         from deeplab_tf import classes
         from deeplab_tf.export import deploy
         table = classes.of_run(FLAGS.workdir, config)
-        print(deploy.evaluate_file(config, FLAGS.model_file, class_table=table)[1], flush=True)
+        result, printed = deploy.evaluate_file(config, FLAGS.model_file, class_table=table)
+        from deeplab_tf.evaluation import run
+        config_lib.override_eval(config, scales=[1.0], flip=False)  # how a file runs
+        print(printed + "\n" + run.paper_lines(config, result), flush=True)
         return
     if not FLAGS.watch:
         evaluate_checkpoint(config, checkpoints.resolve_checkpoint(FLAGS.workdir,

@@ -20,6 +20,7 @@ from absl import app, flags, logging
 
 from deeplab_tf import cluster, console
 from deeplab_tf import config as config_lib  # no TensorFlow either
+from deeplab_tf import recipe  # nor this
 
 flags.DEFINE_string("experiment", None, "Module name in experiments/, e.g. voc_stage1.")
 flags.DEFINE_string("workdir", None, "Work dir: config.json, checkpoints/, train/ events.")
@@ -28,6 +29,8 @@ flags.DEFINE_enum("strategy", "default", cluster.STRATEGIES, "tf.distribute stra
 flags.DEFINE_bool("allow_config_change", False, "Resume a run although this command changes "
                   "its model, data or classes (refused otherwise; deeplab_tf/train/"
                   "run_records.py).")
+flags.DEFINE_bool("recipe_only", False, "Print the run's departures from the paper's recipe "
+                  "(deeplab_tf/recipe.py) and exit: no training, no files written.")
 flags.mark_flags_as_required(["experiment", "workdir"])
 FLAGS = flags.FLAGS
 
@@ -38,12 +41,17 @@ def main(argv):
     # What can be refused without TensorFlow is refused before it loads (a second, not ten)
     # and before any cluster is joined.
     try:
+        if FLAGS.recipe_only:  # checks a planned run: no cluster, TensorFlow or files
+            config = config_lib.load_experiment(FLAGS.experiment, FLAGS.set)
+            print(recipe.format_table(recipe.report(config)), flush=True)
+            return
         role = cluster.task_role(FLAGS.strategy)
         if role != "serve":
             config = config_lib.load_experiment(FLAGS.experiment, FLAGS.set)
         if role == "train":
             config_lib.init_checkpoint_path(config)  # refuses an unset ImageNet start
             cluster.check_supported(config.train, FLAGS.strategy)
+            recipe.report(config)  # refuses a bad paper section before TensorFlow loads
     except ValueError as error:
         raise app.UsageError(str(error)) from None
     tf = console.load_tensorflow(FLAGS.verbosity)
@@ -67,6 +75,7 @@ def main(argv):
     replicas = strategy.num_replicas_in_sync
     logging.info("training %s in %s with --strategy=%s (%d replica%s)", config.name,
                  FLAGS.workdir, FLAGS.strategy, replicas, "" if replicas == 1 else "s")
+    recipe.announce(config)  # printed; the trainer keeps it in WORKDIR and TensorBoard
     try:
         train.train(config, FLAGS.workdir, strategy,
                     allow_config_change=FLAGS.allow_config_change)

@@ -5,7 +5,10 @@ stride, runs over `data.eval_input` padded to `eval.crop_size` with the configur
 and flips, and writes WORKDIR/eval: results.json, results_<step>.json and .txt, the
 TensorBoard scalars and the per-class IoU chart (per_class_iou_<step>.png), with the names
 and colours of the run's class table (WORKDIR/classes.json). `tools.evaluate`,
-`tools.evaluate --watch` and the `evaluator` task of a training cluster all call it.
+`tools.evaluate --watch` and the `evaluator` task of a training cluster all call it. The
+table it returns ends with the paper's figure for the evaluated settings beside the mIoU
+and the run's departures from the paper's recipe (`deeplab_tf.recipe.result_lines`), so
+a number never travels without its conditions.
 """
 import os
 
@@ -13,13 +16,15 @@ from absl import logging
 
 from deeplab_tf import classes
 from deeplab_tf import config as config_lib
+from deeplab_tf import recipe
 from deeplab_tf.evaluation import checkpoints, evaluator, inference
 
 
 def evaluate_checkpoint(config, workdir, checkpoint, verbose=True):
     """Evaluates `checkpoint` with `config.eval`'s settings; writes WORKDIR/eval.
 
-    Returns (step, result dict of `ConfusionMatrix.result`, the printable table).
+    Returns (step, result dict of `ConfusionMatrix.result`, the printable table followed
+    by `paper_lines`).
     """
     import deeplab_tf.data  # registers the TFDS builders
     step = evaluator.checkpoint_step(checkpoint)
@@ -49,7 +54,17 @@ def evaluate_checkpoint(config, workdir, checkpoint, verbose=True):
     write_chart(config, workdir, result, step, class_table)
     logging.info("step %d: mIoU %s on %s/%s", step, result["miou"], config.data.dataset,
                  config.eval.split)
-    return step, result, table
+    return step, result, table + "\n" + paper_lines(config, result)
+
+
+def paper_lines(config, result):
+    """The paper's figure for `config.eval`'s settings beside `result`'s mIoU, then the
+    recipe table; a config whose paper section is unusable says so instead of failing
+    the evaluation it follows."""
+    try:
+        return "\n".join(recipe.result_lines(config, result["miou"]))
+    except ValueError as error:
+        return f"recipe: {error}"
 
 
 def write_chart(config, workdir, result, step, class_table):

@@ -33,6 +33,7 @@ from absl import logging
 from deeplab_tf import cluster
 from deeplab_tf import config as config_lib
 from deeplab_tf import modeling
+from deeplab_tf import recipe
 from deeplab_tf.train import checkpointing
 from deeplab_tf.train import optimizer as optimizer_lib
 from deeplab_tf.train import parameter_server
@@ -113,6 +114,7 @@ class Trainer:
                                              allow_config_change)
         if self.is_chief:
             run_records.write(workdir, config, self.class_table, previous)
+            recipe.write(recipe.report(config), workdir)  # WORKDIR/recipe.json and .txt
         with self.strategy.scope():
             self.model = _build_model(config, self.strategy.num_replicas_in_sync)
             # ONLY_FIRST_REPLICA: the replicas of a synchronous step count it once.
@@ -210,6 +212,7 @@ class Trainer:
             return {}
         self._progress = summaries_lib.Progress(train.steps, start, train.batch_size,
                                                 time.perf_counter)
+        self.summaries.write_recipe(self.config, start)  # deeplab_tf/recipe.py, once a run
         if self.is_async:
             results = parameter_server.run(self, start)
         else:

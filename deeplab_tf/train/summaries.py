@@ -5,6 +5,8 @@ Scalars (under WORKDIR/train): `loss` (cross-entropy + weight decay), `cross_ent
 since the previous summary, `step_time` (seconds per step) and `examples_per_second`.
 Images: `image`, `ground_truth` and `prediction` of the first example of a batch, the masks
 in the data set's colours (its `classes.ClassTable`), at `train.image_summary_every`.
+Text: `recipe`, the run's departures from the paper's recipe (deeplab_tf/recipe.py), once
+at the step each run starts from.
 """
 import datetime
 
@@ -58,6 +60,18 @@ class TrainSummaries:
                              visualization.colorize(label, self._palette)[None])
             tf.summary.image("prediction",
                              visualization.colorize(prediction, self._palette)[None])
+
+    def write_recipe(self, config, step):
+        """The `recipe` text summary: the run's departures from the paper's protocol."""
+        from deeplab_tf import recipe
+        try:
+            text = recipe.markdown(recipe.report(config))
+        except ValueError as error:  # a broken paper section must not stop training
+            text = f"recipe: {error}"
+        with self._writer.as_default(step=step):
+            # A vector of one string, not a scalar: readers of the scalars (plots.
+            # read_scalars) take every rank-0 tensor for a number.
+            tf.summary.text("recipe", [text])
 
     def flush(self):
         self._writer.flush()
