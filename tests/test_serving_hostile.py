@@ -15,6 +15,7 @@ import resource
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -99,7 +100,6 @@ def serve_in_fresh_process(export_dir, requests, tmp_path):
 
 
 def small_png(height, width):
-    import numpy as np
     return serving_fuzz.encoded(np.full((height, width, 3), 90, np.uint8), "PNG")
 
 

@@ -13,7 +13,10 @@ Inference is whole-image at the config's evaluation output stride, scales and fl
 (paper 4.1, 4.3) unless flags say otherwise. A JPEG's EXIF orientation (phone photos) is
 applied first, so the masks line up with the picture as viewers show it (the SavedModel's
 bytes signature, like TensorFlow's decoders, does not rotate). A file that cannot be read
-is reported and skipped; the others are still done (exit status 1 if any was skipped).
+is reported and skipped; the others are still done (exit status 1 if any was skipped),
+as is an image over the serving bounds (--max_pixels, --max_side, --max_canvas_pixels: its
+pixels, and the canvas it is padded to; docs/serving.md). Two inputs that would write the
+same output files (a.jpg and a.png) are refused before anything is done, naming both.
 Other files in a named directory (.webp, .txt, folders, ...) are listed with the reason.
 """
 import os
@@ -142,10 +145,14 @@ def main(argv):
         try:
             with open(path, "rb") as f:
                 encoded = f.read()
+            orientation = visualization.exif_orientation(encoded)
+            # The bounds count the canvas of the image as stored: a quarter turn (EXIF 5-8)
+            # meets the crop's sides the other way round.
+            crop = None if FLAGS.model_file else crop_size
+            if crop and orientation in (5, 6, 7, 8):
+                crop = tuple(crop)[::-1]
             image = visualization.apply_exif_orientation(
-                serving.decode_image(encoded, bounds, output_stride_of,
-                                     None if FLAGS.model_file else crop_size),
-                visualization.exif_orientation(encoded))
+                serving.decode_image(encoded, bounds, output_stride_of, crop), orientation)
             labels = labels_of(image)
         except (OSError, ValueError) as error:
             print(f"{prefix}: skipped: {error}", file=sys.stderr, flush=True)
