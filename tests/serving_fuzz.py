@@ -7,9 +7,11 @@ get: a bit-flipped JPEG may still decode, an image within the per-image bounds m
 request's budget spent). Used by
 tests/test_serving_hostile.py (a quick variant) and, for the full run, as a script:
 
-    PYTHONPATH=$PWD python tests/serving_fuzz.py --export_dir=DIR --requests=1000
+    PYTHONPATH=$PWD python tests/serving_fuzz.py --export_dir=DIR --requests=1000 \
+        --memory_limit_gb=8 --peak_rss_limit_mb=3000
 
-which prints one JSON line: requests, images, statuses seen, seconds, peak memory.
+which prints one JSON line (requests, images, statuses seen, seconds, peak memory) and
+fails on any response that breaks `check`, or a peak over the limit.
 """
 import io
 import struct
@@ -137,7 +139,10 @@ def main():
     parser.add_argument("--export_dir", required=True)
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--memory_limit_gb", type=float, default=0)
+    parser.add_argument("--memory_limit_gb", type=float, default=0,
+                        help="RLIMIT_AS for this process (0: none)")
+    parser.add_argument("--peak_rss_limit_mb", type=int, default=3000,
+                        help="exit 1 if the peak resident memory went over this")
     args = parser.parse_args()
     if args.memory_limit_gb:
         limit = int(args.memory_limit_gb * 2 ** 30)
@@ -155,10 +160,12 @@ def main():
                        bounds["max_images"]):
             seen[s] = seen.get(s, 0) + 1
         images_done += len(images)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
     print(json.dumps({"requests": args.requests, "images": images_done,
                       "statuses": {str(k): v for k, v in sorted(seen.items())},
-                      "seconds": round(time.monotonic() - start, 1),
-                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}))
+                      "seconds": round(time.monotonic() - start, 1), "peak_rss_mb": peak}))
+    if peak > args.peak_rss_limit_mb:
+        raise SystemExit(f"peak RSS {peak} MB over --peak_rss_limit_mb={args.peak_rss_limit_mb}")
 
 
 if __name__ == "__main__":
