@@ -73,9 +73,10 @@ def random_jpeg(height, width, seed):
 # kind -> (bytes, expected status, expected height, width)
 KINDS = {
     "ok": (random_jpeg(20, 27, 0), serving.STATUS_OK, 20, 27),
-    "undecodable": (b"\xff\xd8\xff" + b"not a jpeg at all" * 3, serving.STATUS_INVALID, 0, 0),
+    "undecodable": (b"\xff\xd8\xff" + b"not a jpeg at all" * 3, serving.STATUS_DECODE_FAILED,
+                    0, 0),
     "too_large": (random_jpeg(170, 160, 1), serving.STATUS_TOO_LARGE, 0, 0),  # > 160*160
-    "empty": (b"", serving.STATUS_INVALID, 0, 0),
+    "empty": (b"", serving.STATUS_NOT_AN_IMAGE, 0, 0),
 }
 # Every kind alone, every pair, all four together; order matters for the scatter, so both.
 REQUESTS = ([[k] for k in KINDS] + [list(p) for p in itertools.permutations(KINDS, 2)]
@@ -224,9 +225,17 @@ def test_fresh_process_serves_the_keras_labels(exported, served):
     # The Keras model in TF, padding as the export does.
     predict = inference.make_predict_fn(model, SCALES, flip=True, crop_size=CROP_SIZE)
 
-    ok, invalid, too_large = serving.STATUS_OK, serving.STATUS_INVALID, serving.STATUS_TOO_LARGE
-    np.testing.assert_array_equal(served["bytes_status"],
-                                  [ok] * 4 + [invalid, invalid] + [ok] * 4 + [too_large, invalid])
+    ok, too_large = serving.STATUS_OK, serving.STATUS_TOO_LARGE
+    no_image, damaged = serving.STATUS_NOT_AN_IMAGE, serving.STATUS_DECODE_FAILED
+    np.testing.assert_array_equal(served["bytes_status"], [ok] * 4 + [no_image, damaged]
+                                  + [ok] * 4 + [too_large, no_image])
+    assert metadata["bounds"] == dict(serving.DEFAULT_BOUNDS.to_dict(), max_pixels=MAX_PIXELS)
+    assert metadata["status_codes"] == {
+        "ok": 0, "not_an_image": 1, "too_large": 2, "unsupported_format": 3,
+        "decode_failed": 4, "request_too_large": 5}
+    # Published by rename: nothing of the staging directories is left beside the export.
+    assert sorted(os.listdir(os.path.dirname(export_dir))) == ["checkpoints", "config.json",
+                                                               "model"]
     decoded = images + [None, None, np.dstack([gray] * 3), rgba[..., :3],
                         np.dstack([(deep >> 8).astype(np.uint8)] * 3),
                         tf.io.decode_jpeg(jpeg).numpy(), None, None]

@@ -14,6 +14,7 @@ from deeplab_tf import classes, visualization
 from deeplab_tf.evaluation import inference
 
 import known_answer
+import serving_fuzz
 from test_predict_exif import with_orientation
 
 
@@ -104,7 +105,9 @@ def test_predict_tool_writes_masks_turns_phone_photos_and_lists_what_it_skips(tm
     # degrees clockwise, 29 high and 18 wide.
     (inputs / "phone.jpg").write_bytes(with_orientation(stored, 6))
     Image.fromarray(stored).save(inputs / "clip.webp")
-    (inputs / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(30))
+    (inputs / "damaged.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(30))
+    # 4 x 5000 = 20,000 pixels, but padded to a 33 x 5009 canvas: over max_side=4097.
+    (inputs / "thin.png").write_bytes(serving_fuzz.hostile_png(4, 5000))
     (inputs / "more").mkdir()
 
     output = tmp_path / "out"
@@ -117,9 +120,11 @@ def test_predict_tool_writes_masks_turns_phone_photos_and_lists_what_it_skips(tm
     assert f"ignored {inputs / 'clip.webp'}: not a .jpg/.jpeg/.png file" in errors
     assert f"ignored {inputs / 'notes.txt'}: not a .jpg/.jpeg/.png file" in errors
     assert f"ignored {inputs / 'more'}: a directory (directories are not searched)" in errors
-    for name in (inputs / "broken.jpg", inputs / "broken.png", missing):
+    for name in (inputs / "broken.jpg", inputs / "damaged.png", missing):
         assert any(f"] {name}: skipped: " in line for line in errors), name
-    assert "[3/8]" in process.stdout and "done: 5 predicted, 3 skipped" in process.stdout
+    assert (f"skipped {inputs / 'thin.png'}: too_large: 4x5000 pixels is padded to 33x5009, "
+            f"a side over max_side=4097") in errors
+    assert "[3/9]" in process.stdout and "done: 5 predicted, 4 skipped" in process.stdout
 
     predict = inference.make_predict_fn(model, crop_size=(33, 33))
     for name, image in (("photo", photo), ("gray", np.dstack([photo[:9, :13, 0]] * 3)),
@@ -156,9 +161,32 @@ def test_decode_image_names_each_problem():
     Image.fromarray(rgb).save(buffer, format="PNG")
     encoded = buffer.getvalue()
     np.testing.assert_array_equal(serving.decode_image(encoded), rgb)
-    with pytest.raises(ValueError, match="not a JPEG or PNG image"):
+    with pytest.raises(ValueError, match="^not_an_image: not a JPEG or PNG image"):
+        serving.decode_image(b"\x00" + bytes(40))
+    with pytest.raises(ValueError, match="^unsupported_format: a GIF"):
         serving.decode_image(b"GIF89a" + bytes(40))
-    with pytest.raises(ValueError, match="5x7 pixels is more than max_pixels=34"):
-        serving.decode_image(encoded, max_pixels=34)
-    with pytest.raises(ValueError, match="corrupt image data"):
+    bounds = serving.DEFAULT_BOUNDS._replace(max_pixels=34)
+    with pytest.raises(ValueError, match="^too_large: 5x7 pixels is more than max_pixels=34"):
+        serving.decode_image(encoded, bounds)
+    # The canvas the bounds count is the image padded as the model runs it (crop 513).
+    with pytest.raises(ValueError, match="^too_large: 4x1000000 pixels is padded to "
+                                         "513x1000001, a side over max_side=4097"):
+        serving.decode_image(serving_fuzz.hostile_png(4, 1_000_000), serving.DEFAULT_BOUNDS,
+                             16, (513, 513))
+    with pytest.raises(ValueError, match="^decode_failed: corrupt image data"):
         serving.decode_image(encoded[:40])  # header intact, pixel data cut off
+    with pytest.raises(ValueError, match="^decode_failed: corrupt image header"):
+        serving.decode_image(encoded[:20])
+
+
+def test_predict_refuses_two_inputs_that_would_write_one_output(tmp_path):
+    for name in ("a.jpg", "a.png", "b.png"):
+        (tmp_path / name).write_bytes(b"never read")
+    process = subprocess.run(
+        [sys.executable, "-m", "tools.predict", f"--workdir={tmp_path / 'work'}",
+         f"--input={tmp_path}", f"--output={tmp_path / 'out'}"],
+        capture_output=True, text=True, timeout=300)
+    assert process.returncode == 1
+    assert (f"tools.predict: error: {tmp_path / 'a.jpg'} and {tmp_path / 'a.png'} would both "
+            f"write a.png") in process.stderr
+    assert not (tmp_path / "out").exists()  # refused before anything was written

@@ -17,6 +17,10 @@ DIR/deeplab_export.json, so that whoever serves the model knows what each label 
 DIR/classes.json: single scale, no flip, uint8 [1,H,W,3] images of the evaluation crop in.
 DIR/assets.extra/tf_serving_warmup_requests holds one warm-up request per signature (an
 image of --warmup_size pixels a side), which TF Serving runs before it serves.
+--max_pixels, --max_side, --max_canvas_pixels, --max_images, --max_request_pixels bound what
+a request may cost (docs/serving.md); they go into DIR/deeplab_export.json. DIR is written
+as a new directory and then renamed into place: a previous export there is replaced
+whole, a directory holding other files is refused.
 """
 import os
 
@@ -31,7 +35,20 @@ flags.DEFINE_integer("output_stride", None, "Default: the config's eval.output_s
 flags.DEFINE_list("scales", None, "Input scales; default: the config's eval.scales.")
 flags.DEFINE_bool("flip", None, "Average left-right flips; default: the config's eval.flip.")
 flags.DEFINE_bool("probabilities", False, "Also output the class probabilities.")
-flags.DEFINE_integer("max_pixels", None, "Refuse larger images (default 2048*2048).")
+# What one serving request may cost (deeplab_tf/export/serving.py, docs/serving.md); the
+# defaults (serving.DEFAULT_BOUNDS) are sized for a 16 GB server.
+flags.DEFINE_integer("max_pixels", None, "Refuse images of more pixels (height x width; "
+                     "default 2048*2048).")
+flags.DEFINE_integer("max_side", None, "Refuse images whose canvas (the image padded to the "
+                     "evaluation crop) has a side over this (default 4097).")
+flags.DEFINE_integer("max_canvas_pixels", None, "Refuse images whose canvas has more pixels "
+                     "(default 2049*2049).")
+flags.DEFINE_integer("max_images", None, "Serve at most this many images of a request "
+                     "(default 64).")
+flags.DEFINE_integer("max_request_pixels", None, "Per request, the sum of the served images' "
+                     "canvases and the labels output N x max H x max W (default 2*2049*2049).")
+BOUND_FLAGS = ("max_pixels", "max_side", "max_canvas_pixels", "max_images",
+               "max_request_pixels")
 flags.DEFINE_enum("format", "saved_model", ["saved_model", "tflite", "onnx"],
                   "saved_model, or one deployable file (EXPORT_DIR/model*.tflite|.onnx with "
                   "classes.json; single scale, fixed evaluation-crop input size).")
@@ -72,12 +89,16 @@ def main(argv):
                                       config.data.crop_size,) * 2, class_table=class_table)
         print(f"{FLAGS.format} ({FLAGS.quantize}) of {checkpoint} in {path}", flush=True)
         return
+    bounds = serving.DEFAULT_BOUNDS._replace(**{
+        name: FLAGS[name].value for name in BOUND_FLAGS if FLAGS[name].value is not None})
     metadata = saved_model.export_saved_model(
         model, export_dir, scales=scales, flip=flip, probabilities=FLAGS.probabilities,
-        max_pixels=FLAGS.max_pixels or serving.DEFAULT_MAX_PIXELS, class_table=class_table,
-        crop_size=crop_size, warmup_size=warmup_size or None)
+        bounds=bounds, class_table=class_table, crop_size=crop_size,
+        warmup_size=warmup_size or None)
     print(f"SavedModel of {checkpoint} in {export_dir}: output stride "
           f"{metadata['output_stride']}, scales {metadata['scales']}, flip {metadata['flip']}",
+          flush=True)
+    print("bounds: " + ", ".join(f"{k}={v}" for k, v in metadata["bounds"].items()),
           flush=True)
     if metadata["warmup_size"]:
         print(f"warm-up requests ({warmup_size}x{warmup_size}) in "

@@ -13,7 +13,10 @@ Inference is whole-image at the config's evaluation output stride, scales and fl
 (paper 4.1, 4.3) unless flags say otherwise. A JPEG's EXIF orientation (phone photos) is
 applied first, so the masks line up with the picture as viewers show it (the SavedModel's
 bytes signature, like TensorFlow's decoders, does not rotate). A file that cannot be read
-is reported and skipped; the others are still done (exit status 1 if any was skipped).
+is reported and skipped; the others are still done (exit status 1 if any was skipped),
+as is an image over the serving bounds (--max_pixels, --max_side, --max_canvas_pixels: its
+pixels, and the canvas it is padded to; docs/serving.md). Two inputs that would write the
+same output files (a.jpg and a.png) are refused before anything is done, naming both.
 Other files in a named directory (.webp, .txt, folders, ...) are listed with the reason.
 """
 import os
@@ -35,6 +38,12 @@ flags.DEFINE_list("scales", None, "Input scales; default: the config's eval.scal
 flags.DEFINE_bool("flip", None, "Average left-right flips; default: the config's eval.flip.")
 flags.DEFINE_enum("colormap", "auto", ["auto", "voc", "cityscapes"],
                   "auto: the run's class colours (WORKDIR/classes.json).")
+# The serving bounds (deeplab_tf/export/serving.py): an image over them is skipped, named.
+flags.DEFINE_integer("max_pixels", None, "Skip images of more pixels (default 2048*2048).")
+flags.DEFINE_integer("max_side", None, "Skip images whose canvas (padded to the evaluation "
+                     "crop) has a side over this (default 4097).")
+flags.DEFINE_integer("max_canvas_pixels", None, "Skip images whose canvas has more pixels "
+                     "(default 2049*2049).")
 flags.mark_flags_as_required(["workdir", "input", "output"])
 FLAGS = flags.FLAGS
 
@@ -60,6 +69,22 @@ def list_inputs(entries):
     return files, ignored
 
 
+def output_name(path):
+    """The name of an input's output files: NAME.png for NAME.jpg/.jpeg/.png."""
+    return os.path.splitext(os.path.basename(path))[0] + ".png"
+
+
+def check_output_names(files):
+    """Raises ValueError when two inputs would write the same output files, naming both."""
+    first = {}
+    for path in files:
+        other = first.setdefault(output_name(path), path)
+        if other != path:
+            raise ValueError(f"{other} and {path} would both write {output_name(path)} "
+                             f"(labels/, colors/, overlays/): rename one, or predict them "
+                             f"into different --output directories")
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -69,6 +94,8 @@ def main(argv):
     if not files:
         raise FileNotFoundError(f"no images in --input={','.join(FLAGS.input)}: name JPEG "
                                 f"or PNG files, or folders holding them")
+    files = list(dict.fromkeys(files))  # a file named twice is predicted once
+    check_output_names(files)
     import numpy as np
     import tensorflow as tf
     from deeplab_tf import config as config_lib
@@ -85,16 +112,22 @@ def main(argv):
         deployed = runner.load(FLAGS.model_file)
         table = deployed.class_table or table  # the file's own classes.json wins
         labels_of = deployed.labels
+        output_stride_of = 1  # the file's fixed input refuses larger images itself
         print(f"{len(files)} images; {FLAGS.model_file} ({deployed.kind}, "
               f"{deployed.height}x{deployed.width} input)", flush=True)
     else:
         model = evaluation.restore_model(config.model, checkpoint, output_stride)
+        output_stride_of = evaluation.model_output_stride(model)
         predict = evaluation.make_predict_fn(model, scales, flip,
                                              config_lib.eval_crop_size(settings))
         labels_of = lambda image: predict(tf.constant(image[None], tf.float32))[0].numpy()[0]
         print(f"{len(files)} images; {checkpoint} at output stride "
               f"{evaluation.model_output_stride(model)}, scales {scales}, flip {flip}",
               flush=True)
+    crop_size = config_lib.eval_crop_size(settings)
+    bounds = serving.DEFAULT_BOUNDS._replace(**{
+        name: FLAGS[name].value for name in ("max_pixels", "max_side", "max_canvas_pixels")
+        if FLAGS[name].value is not None})
     class_names = table.names
     palette = (table.palette() if FLAGS.colormap == "auto"
                else classes.builtin(FLAGS.colormap).palette())
@@ -112,14 +145,20 @@ def main(argv):
         try:
             with open(path, "rb") as f:
                 encoded = f.read()
+            orientation = visualization.exif_orientation(encoded)
+            # The bounds count the canvas of the image as stored: a quarter turn (EXIF 5-8)
+            # meets the crop's sides the other way round.
+            crop = None if FLAGS.model_file else crop_size
+            if crop and orientation in (5, 6, 7, 8):
+                crop = tuple(crop)[::-1]
             image = visualization.apply_exif_orientation(
-                serving.decode_image(encoded), visualization.exif_orientation(encoded))
+                serving.decode_image(encoded, bounds, output_stride_of, crop), orientation)
             labels = labels_of(image)
         except (OSError, ValueError) as error:
             print(f"{prefix}: skipped: {error}", file=sys.stderr, flush=True)
             failed.append((path, str(error)))
             continue
-        name = os.path.splitext(os.path.basename(path))[0] + ".png"
+        name = output_name(path)
         visualization.label_png(labels, palette).save(os.path.join(FLAGS.output, "labels", name))
         with open(os.path.join(FLAGS.output, "colors", name), "wb") as f:
             f.write(visualization.encode_png(visualization.colorize(labels, palette)))

@@ -11,6 +11,12 @@ The SavedModel holds only TensorFlow ops and the weights: it loads with
 means travels with it: the class table (names, colours, ignore value) is the asset
 EXPORT_DIR/assets/classes.json and the `classes` of EXPORT_DIR/deeplab_export.json.
 
+What a request may cost is bounded at export (`serving.Bounds`, recorded in the metadata as
+`bounds`; docs/serving.md). Publishing: everything is written into a new sibling directory,
+which then takes EXPORT_DIR's place by renames: a server never sees the variables of one
+export under the saved_model.pb of another. A previous export in EXPORT_DIR is swapped
+out (and removed); a directory holding anything else is refused, naming it.
+
 Warm-up: a fresh server spends its first request building and optimising the graph
 (seconds). TF Serving runs the PredictionLog records of
 EXPORT_DIR/assets.extra/tf_serving_warmup_requests while it loads the model, before it
@@ -20,6 +26,7 @@ Python process that serves with `tf.saved_model.load`.
 """
 import json
 import os
+import shutil
 import tempfile
 
 import numpy as np
@@ -36,24 +43,39 @@ SIGNATURE_IMAGES = "serve_images"
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")  # TF Serving's name
 
 
+# What a SavedModel export directory may hold (tf.saved_model.save's files and ours): only
+# such a directory is swapped out by a new export.
+EXPORT_ENTRIES = frozenset({"saved_model.pb", "variables", "assets", "assets.extra",
+                            "fingerprint.pb", METADATA_FILE})
+
+
 def export_saved_model(model, export_dir, scales=(1.0,), flip=False, probabilities=False,
-                       max_pixels=serving.DEFAULT_MAX_PIXELS, class_table=None,
-                       crop_size=None, warmup_size=513):
+                       max_pixels=None, class_table=None, crop_size=None, warmup_size=513,
+                       bounds=None):
     """Writes `model` (a DeepLabV3 at the serving output stride) as a SavedModel.
 
     `class_table`: the model's `classes.ClassTable`, written as the asset
     EXPORT_DIR/assets/classes.json and into the metadata (what label 3 means).
     `crop_size`: the (height, width) every image is padded to (the evaluation crop), or
     None for the smallest output_stride*k+1; recorded in the metadata.
+    `bounds`: a `serving.Bounds` (default `serving.DEFAULT_BOUNDS`; `max_pixels`, if given,
+    replaces its max_pixels).
     Also writes the warm-up requests (images of warmup_size x warmup_size; None: none).
-    Returns the metadata dict also written to EXPORT_DIR/deeplab_export.json.
+    Refuses (ValueError) an EXPORT_DIR holding anything but a previous export, before any
+    work. Returns the metadata dict also written to EXPORT_DIR/deeplab_export.json.
     """
     scales = tuple(float(s) for s in scales)
     if not scales or min(scales) <= 0:
         raise ValueError(f"scales must be positive numbers, got {scales}")
     output_stride = inference.model_output_stride(model)
+    bounds = serving.Bounds(*(int(v) for v in (bounds or serving.DEFAULT_BOUNDS)))
+    if max_pixels is not None:
+        bounds = bounds._replace(max_pixels=int(max_pixels))
+    if min(bounds) <= 0:
+        raise ValueError(f"the serving bounds must be positive, got {bounds.to_dict()}")
+    check_target(export_dir)
     settings = dict(scales=list(scales), flip=bool(flip), output_stride=output_stride,
-                    max_pixels=int(max_pixels), probabilities=bool(probabilities),
+                    probabilities=bool(probabilities), bounds=bounds,
                     crop_size=None if crop_size is None else [int(s) for s in crop_size])
 
     def serve_bytes(images):
@@ -78,6 +100,24 @@ def export_saved_model(model, export_dir, scales=(1.0,), flip=False, probabiliti
         tf.TensorSpec([None], tf.string, name="images")])
     root.serve_images = tf.function(serve_images, autograph=False, input_signature=[
         tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
+    export_dir = os.path.abspath(export_dir)
+    parent, name = os.path.split(export_dir)
+    os.makedirs(parent, exist_ok=True)
+    new_dir = tempfile.mkdtemp(prefix=f".{name}.new-", dir=parent)
+    os.chmod(new_dir, 0o777 & ~_umask())  # mkdtemp's 0700 would hide it from a server
+    try:
+        _write(root, new_dir, model, class_table)
+        metadata = _metadata(settings, model, class_table, warmup_size)
+        if warmup_size is not None:
+            write_warmup_requests(new_dir, int(warmup_size))
+        _write_atomically(os.path.join(new_dir, METADATA_FILE), json.dumps(metadata, indent=2))
+        publish(new_dir, export_dir)
+    finally:
+        shutil.rmtree(new_dir, ignore_errors=True)  # gone already unless something failed
+    return metadata
+
+
+def _write(root, export_dir, model, class_table):
     with tempfile.TemporaryDirectory() as staging:
         if class_table is not None:
             if class_table.num_classes != model.num_classes:
@@ -90,21 +130,77 @@ def export_saved_model(model, export_dir, scales=(1.0,), flip=False, probabiliti
             SIGNATURE_BYTES: root.serve_bytes.get_concrete_function(),
             SIGNATURE_IMAGES: root.serve_images.get_concrete_function()})
 
-    metadata = dict(settings, num_classes=model.num_classes,
-                    class_names=list(class_table.names) if class_table else [],
-                    classes=class_table.to_dict() if class_table else None,
-                    signatures={SIGNATURE_BYTES: "string [N] JPEG/PNG bytes (decoded as "
-                                                 "stored, without EXIF rotation)",
-                                SIGNATURE_IMAGES: "uint8 [B,H,W,3]"},
-                    status_codes={"ok": serving.STATUS_OK, "invalid": serving.STATUS_INVALID,
-                                  "too_large": serving.STATUS_TOO_LARGE},
-                    pad_label=serving.PAD_LABEL,
-                    warmup_size=None if warmup_size is None else int(warmup_size))
-    if warmup_size is not None:
-        write_warmup_requests(export_dir, int(warmup_size))
-    with tf.io.gfile.GFile(os.path.join(export_dir, METADATA_FILE), "w") as f:
-        f.write(json.dumps(metadata, indent=2))
-    return metadata
+
+def _metadata(settings, model, class_table, warmup_size):
+    settings = dict(settings)
+    bounds = settings.pop("bounds")
+    return dict(settings, max_pixels=bounds.max_pixels, bounds=bounds.to_dict(),
+                num_classes=model.num_classes,
+                class_names=list(class_table.names) if class_table else [],
+                classes=class_table.to_dict() if class_table else None,
+                signatures={SIGNATURE_BYTES: "string [N] JPEG/PNG bytes (decoded as "
+                                             "stored, without EXIF rotation)",
+                            SIGNATURE_IMAGES: "uint8 [B,H,W,3]"},
+                status_codes={name: code for code, name in serving.STATUS_NAMES.items()},
+                pad_label=serving.PAD_LABEL,
+                warmup_size=None if warmup_size is None else int(warmup_size))
+
+
+def check_target(export_dir):
+    """Raises ValueError if `export_dir` holds anything but a previous export."""
+    if not os.path.isdir(export_dir):
+        if os.path.lexists(export_dir):
+            raise ValueError(f"--export_dir={export_dir} is a file, not a directory")
+        return
+    foreign = sorted(set(os.listdir(export_dir)) - EXPORT_ENTRIES)
+    if foreign:
+        raise ValueError(f"--export_dir={export_dir} holds other files than a SavedModel "
+                         f"export ({', '.join(foreign[:5])}{', ...' if len(foreign) > 5 else ''}"
+                         f"): name a new or empty directory (TF Serving: a new version "
+                         f"number, EXPORT_BASE/N+1)")
+
+
+def publish(new_dir, export_dir):
+    """Puts the complete export `new_dir` in `export_dir`'s place by renames.
+
+    A previous export there is first renamed aside, then removed: a reader sees the old
+    export or the new one (or, between the two renames, none), never a mixture.
+    """
+    check_target(export_dir)  # again: something may have arrived while exporting
+    old = None
+    if os.path.isdir(export_dir) and os.listdir(export_dir):
+        old = tempfile.mkdtemp(prefix=f".{os.path.basename(export_dir)}.old-",
+                               dir=os.path.dirname(export_dir))
+        os.rename(export_dir, os.path.join(old, "export"))
+    elif os.path.isdir(export_dir):
+        os.rmdir(export_dir)  # rename() does not replace a directory, even an empty one
+    os.rename(new_dir, export_dir)
+    if old:
+        shutil.rmtree(old)
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _write_atomically(path, text=None, write=None):
+    """Writes `path` through a temporary file beside it and a rename."""
+    handle, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.",
+                                         dir=os.path.dirname(path))
+    os.close(handle)
+    os.chmod(temporary, 0o666 & ~_umask())  # as open() would have made it, not mkstemp's 0600
+    try:
+        if write is not None:
+            write(temporary)
+        else:
+            with open(temporary, "w") as f:
+                f.write(text)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
 
 
 def warmup_image(size):
@@ -133,10 +229,14 @@ def warmup_requests(size):
 def write_warmup_requests(export_dir, size):
     """Writes EXPORT_DIR/assets.extra/tf_serving_warmup_requests (a TFRecord file)."""
     path = os.path.join(export_dir, WARMUP_FILE)
-    tf.io.gfile.makedirs(os.path.dirname(path))
-    with tf.io.TFRecordWriter(path) as writer:
-        for log in warmup_requests(size):
-            writer.write(log.SerializeToString())
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+
+    def write(temporary):
+        with tf.io.TFRecordWriter(temporary) as writer:
+            for log in warmup_requests(size):
+                writer.write(log.SerializeToString())
+
+    _write_atomically(path, write=write)
     return path
 
 
