@@ -53,6 +53,26 @@ def write_bytes(path, data):
     return path
 
 
+def write_with(path, write):
+    """Atomically makes `path` the file that `write(temporary_path)` writes (a writer that
+    wants a path of its own, such as TFRecordWriter); returns `path`. Local paths only."""
+    path = os.fspath(path)
+    temporary = _temporary(path)
+    try:
+        os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        write(temporary)
+        with open(temporary, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
 def write_text(path, text):
     """Writes `text` (UTF-8) to `path` atomically; returns `path`."""
     return write_bytes(path, text.encode("utf-8"))

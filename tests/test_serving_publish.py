@@ -5,6 +5,7 @@ import os
 
 import pytest
 
+from deeplab_tf import atomic
 from deeplab_tf.export import saved_model
 
 
@@ -47,7 +48,7 @@ def test_a_previous_export_is_swapped_out_whole_never_overwritten(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["1"]  # the old one removed, nothing left over
 
 
-@pytest.mark.parametrize("foreign", ["model.tflite", "config.json"])
+@pytest.mark.parametrize("foreign", ["config.json", "checkpoints"])
 def test_a_directory_holding_other_files_is_refused_and_left_alone(tmp_path, foreign):
     export_dir = tmp_path / "run"
     fake_export(export_dir, 1)
@@ -63,11 +64,26 @@ def test_a_directory_holding_other_files_is_refused_and_left_alone(tmp_path, for
         saved_model.check_target(str(tmp_path / "file"))
 
 
+def test_the_files_tools_export_writes_beside_it_are_kept(tmp_path):
+    # tools.export --format=tflite|onnx defaults to the same WORKDIR/export: a SavedModel
+    # re-exported there keeps those files (and the class table beside them) as they were.
+    export_dir = tmp_path / "export"
+    fake_export(export_dir, 1)
+    kept = ["model_int8.tflite", "model.onnx", "model.onnx.eval_val.json", "classes.json"]
+    for name in kept:
+        (export_dir / name).write_text(name)
+    fake_export(tmp_path / "new", 2)
+    saved_model.publish(str(tmp_path / "new"), str(export_dir))
+    assert read(export_dir / "saved_model.pb") == "graph 2"
+    assert all(read(export_dir / name) == name for name in kept)
+    assert sorted(os.listdir(tmp_path)) == ["export"]
+
+
 def test_metadata_and_warmup_records_are_replaced_by_rename(tmp_path):
     path = tmp_path / saved_model.METADATA_FILE
-    saved_model._write_atomically(str(path), "old")  # pylint: disable=protected-access
+    atomic.write_text(str(path), "old")
     reader = open(path)
-    saved_model._write_atomically(str(path), "new")  # pylint: disable=protected-access
+    atomic.write_text(str(path), "new")
     assert reader.read() == "old" and read(path) == "new"  # a new file, not rewritten
     reader.close()
     mask = os.umask(0)

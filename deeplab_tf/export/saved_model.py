@@ -24,6 +24,7 @@ reports the model available; the export writes one request per signature with on
 `warmup_size` x `warmup_size` pixels. `warm_up(loaded, export_dir)` does the same for a
 Python process that serves with `tf.saved_model.load`.
 """
+import fnmatch
 import json
 import os
 import shutil
@@ -33,6 +34,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
+from deeplab_tf import atomic
 from deeplab_tf import classes
 from deeplab_tf.evaluation import inference
 from deeplab_tf.export import serving
@@ -47,6 +49,14 @@ WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")  # TF S
 # such a directory is swapped out by a new export.
 EXPORT_ENTRIES = frozenset({"saved_model.pb", "variables", "assets", "assets.extra",
                             "fingerprint.pb", METADATA_FILE})
+# The files `tools.export --format=tflite|onnx` writes into the same default directory
+# (deploy.file_name, their evaluation JSON, the class table beside them): a new SavedModel
+# export keeps them (hard links into the new directory), instead of refusing the directory.
+DEPLOYED_FILES = ("model*.tflite", "model*.onnx", "model*.eval_*.json", classes.CLASSES_FILE)
+
+
+def _deployed(name):
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in DEPLOYED_FILES)
 
 
 def export_saved_model(model, export_dir, scales=(1.0,), flip=False, probabilities=False,
@@ -110,7 +120,7 @@ def export_saved_model(model, export_dir, scales=(1.0,), flip=False, probabiliti
         metadata = _metadata(settings, model, class_table, warmup_size)
         if warmup_size is not None:
             write_warmup_requests(new_dir, int(warmup_size))
-        _write_atomically(os.path.join(new_dir, METADATA_FILE), json.dumps(metadata, indent=2))
+        atomic.write_text(os.path.join(new_dir, METADATA_FILE), json.dumps(metadata, indent=2))
         publish(new_dir, export_dir)
     finally:
         shutil.rmtree(new_dir, ignore_errors=True)  # gone already unless something failed
@@ -152,7 +162,8 @@ def check_target(export_dir):
         if os.path.lexists(export_dir):
             raise ValueError(f"--export_dir={export_dir} is a file, not a directory")
         return
-    foreign = sorted(set(os.listdir(export_dir)) - EXPORT_ENTRIES)
+    foreign = sorted(name for name in set(os.listdir(export_dir)) - EXPORT_ENTRIES
+                     if not _deployed(name))
     if foreign:
         raise ValueError(f"--export_dir={export_dir} holds other files than a SavedModel "
                          f"export ({', '.join(foreign[:5])}{', ...' if len(foreign) > 5 else ''}"
@@ -168,6 +179,10 @@ def publish(new_dir, export_dir):
     """
     check_target(export_dir)  # again: something may have arrived while exporting
     old = None
+    if os.path.isdir(export_dir):
+        for name in os.listdir(export_dir):
+            if _deployed(name) and not os.path.lexists(os.path.join(new_dir, name)):
+                os.link(os.path.join(export_dir, name), os.path.join(new_dir, name))
     if os.path.isdir(export_dir) and os.listdir(export_dir):
         old = tempfile.mkdtemp(prefix=f".{os.path.basename(export_dir)}.old-",
                                dir=os.path.dirname(export_dir))
@@ -183,24 +198,6 @@ def _umask():
     mask = os.umask(0)
     os.umask(mask)
     return mask
-
-
-def _write_atomically(path, text=None, write=None):
-    """Writes `path` through a temporary file beside it and a rename."""
-    handle, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.",
-                                         dir=os.path.dirname(path))
-    os.close(handle)
-    os.chmod(temporary, 0o666 & ~_umask())  # as open() would have made it, not mkstemp's 0600
-    try:
-        if write is not None:
-            write(temporary)
-        else:
-            with open(temporary, "w") as f:
-                f.write(text)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
 
 
 def warmup_image(size):
@@ -236,7 +233,7 @@ def write_warmup_requests(export_dir, size):
             for log in warmup_requests(size):
                 writer.write(log.SerializeToString())
 
-    _write_atomically(path, write=write)
+    atomic.write_with(path, write)
     return path
 
 
