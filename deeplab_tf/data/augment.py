@@ -84,9 +84,13 @@ def _nearest_label(label, rows, columns):
     """label[rows][:, columns] with index `height`/`width` meaning the ignore label.
 
     Two row gathers (with transposes) instead of a resize: exact, and several times
-    cheaper than resize_nearest_neighbor at this size.
+    cheaper than resize_nearest_neighbor at this size. The transposes run on float32
+    (class ids 0-255 are exact in it): TensorFlow's oneDNN graph pass logs an error line
+    ("oneDNN supports DT_UINT8 only on platforms with AVX-512") for a Transpose of any
+    integer type on CPUs where it is on (issue 28).
     """
-    padded = tf.pad(label, [[0, 1], [0, 1]], constant_values=IGNORE_LABEL)
+    padded = tf.pad(tf.cast(label, tf.float32), [[0, 1], [0, 1]],
+                    constant_values=float(IGNORE_LABEL))
     picked = tf.transpose(tf.gather(tf.transpose(tf.gather(padded, rows)), columns))
     return tf.cast(picked, tf.int32)
 
@@ -102,10 +106,12 @@ def _resize_window(window, y, x, method):
     # ResizeBilinear's arithmetic: top = tl + (tr - tl) * x_lerp, the same for bottom,
     # then top + (bottom - top) * y_lerp. Along x first, for every window row; columns are
     # gathered from the transposed window (whole rows per index: several times faster
-    # than gathering 3-byte pixels along axis 1).
-    columns = tf.transpose(window, [1, 0, 2])
-    left = tf.cast(tf.gather(columns, x["lower"]), tf.float32)
-    right = tf.cast(tf.gather(columns, x["upper"]), tf.float32)
+    # than gathering 3-byte pixels along axis 1), in float32 as in _nearest_label. The
+    # maximum with 0 (exact: pixels are >= 0) keeps Grappler from moving the cast after
+    # the transpose, which would transpose uint8 again.
+    columns = tf.transpose(tf.maximum(tf.cast(window, tf.float32), 0.0), [1, 0, 2])
+    left = tf.gather(columns, x["lower"])
+    right = tf.gather(columns, x["upper"])
     along_x = tf.transpose(left + (right - left) * x["lerp"][:, None, None], [1, 0, 2])
     top = tf.gather(along_x, y["lower"])
     bottom = tf.gather(along_x, y["upper"])
