@@ -28,41 +28,33 @@ def _temporary(path):
 def write_bytes(path, data):
     """Writes `data` (bytes) to `path` atomically; returns `path`."""
     path = os.fspath(path)
-    temporary = _temporary(path)
     if _is_remote(path):
         import tensorflow as tf
+        temporary = _temporary(path)
         with tf.io.gfile.GFile(temporary, "wb") as f:
             f.write(data)
         tf.io.gfile.rename(temporary, path, overwrite=True)
         return path
-    # 0o666 before the umask: the mode an ordinary open() would give (mkstemp's is 0o600,
-    # which other users of a shared run directory could not read).
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(descriptor, "wb") as f:
+
+    def write(temporary):
+        with open(temporary, "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())  # the data is on disk before the name points at it
-        os.replace(temporary, path)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
+
+    return write_with(path, write)
 
 
 def write_with(path, write):
-    """Atomically makes `path` the file that `write(temporary_path)` writes (a writer that
-    wants a path of its own, such as TFRecordWriter); returns `path`. Local paths only."""
+    """Atomically makes `path` the file that `write(temporary_path)` writes (also a writer
+    that wants a path of its own, such as TFRecordWriter); returns `path`. Local paths."""
     path = os.fspath(path)
     temporary = _temporary(path)
     try:
+        # 0o666 before the umask: the mode an ordinary open() would give (mkstemp's is
+        # 0o600, which other users of a shared run directory could not read).
         os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
         write(temporary)
         with open(temporary, "rb+") as f:
-            os.fsync(f.fileno())
+            os.fsync(f.fileno())  # the data is on disk before the name points at it
         os.replace(temporary, path)
     except BaseException:
         try:
