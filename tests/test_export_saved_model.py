@@ -27,6 +27,7 @@ from tensorflow_serving.apis import prediction_log_pb2
 from deeplab_tf import config as config_lib
 from deeplab_tf.evaluation import inference
 from deeplab_tf.export import saved_model, serving
+from deeplab_tf.modeling import fold_batch_norm
 
 import known_answer
 
@@ -290,7 +291,10 @@ def test_saved_model_cli_lists_both_signatures(served):
 def test_saved_model_stores_each_weight_once_with_the_checkpoint_values(exported):
     # Keras' ExportArchive, used before, stored every variable twice (596 entries, twice
     # the ResNet-50's values): the SavedModel was twice the size of the weights.
-    model, export_dir, _ = exported
+    # The export serves (and stores) the batch-norm-folded copy of the model.
+    model, export_dir, metadata = exported
+    assert metadata["fold_batch_norm"] is True
+    model = fold_batch_norm.inference_model(model)
     reader = tf.train.load_checkpoint(os.path.join(export_dir, "variables", "variables"))
     stored = {name: reader.get_tensor(name) for name, shape in
               reader.get_variable_to_shape_map().items() if shape}
