@@ -11,6 +11,7 @@ bytes signature on every combination of ok / undecodable / too large / empty-str
 images; the tests compare what came back with the statuses and sizes written down
 independently here.
 """
+import collections
 import io
 import itertools
 import json
@@ -302,10 +303,11 @@ def test_saved_model_stores_each_weight_once_with_the_checkpoint_values(exported
     weights = [np.asarray(v) for v in model.variables]
     assert len(stored) == len(weights) == len(model.weights) + 1
     assert sum(a.size for a in stored.values()) == model.count_params() + 2
-    # Every variable's values are stored (matched by content: the names are the object
-    # graph's, not the layers').
+    # Every weight's values are stored (matched by content: the names are the object
+    # graph's, not the layers'); the copy's dropout seed state is its own.
     digest = lambda a: (a.shape, a.tobytes())
-    assert sorted(map(digest, stored.values())) == sorted(map(digest, weights))
+    stored = collections.Counter(map(digest, stored.values()))
+    assert not collections.Counter(digest(np.asarray(w)) for w in model.weights) - stored
 
 
 def test_warmup_records_are_one_request_per_signature_at_the_export_size(exported):
