@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 
 from deeplab_tf import modeling
+from deeplab_tf.evaluation import inference
 from deeplab_tf.modeling import fold_batch_norm
 
 
-def _randomise_batch_norm(model, seed=0):
+def randomise_batch_norm(model, seed=0):
     """Statistics far from the initial (0, 1) so that a wrong fold would show."""
     rng = np.random.default_rng(seed)
     for layer in model.layers:
@@ -23,7 +24,7 @@ def test_folded_kernel_and_bias_matches_numpy_batch_norm():
     conv = keras.layers.Conv2D(5, 3, padding="same", use_bias=False, name="c")
     bn = keras.layers.BatchNormalization(epsilon=1e-3, name="c_bn")
     model = keras.Model(image, bn(conv(image)))
-    _randomise_batch_norm(model)
+    randomise_batch_norm(model)
     x = rng.normal(size=(2, 6, 6, 4)).astype(np.float32)
     y = keras.ops.convert_to_numpy(conv(x))
     gamma, beta, mean, variance = bn.get_weights()
@@ -40,7 +41,7 @@ def test_folded_kernel_and_bias_matches_numpy_batch_norm():
 @pytest.mark.parametrize("wrap", [False, True])
 def test_inference_model_equals_trained_model(wrap):
     model = modeling.deeplabv3(depth=50, output_stride=16, image_shape=(65, 65, 3))
-    _randomise_batch_norm(model)
+    randomise_batch_norm(model)
     if wrap:
         model = modeling.with_upsampled_logits(model)
     names = [layer.name for layer in model.layers]
@@ -63,6 +64,9 @@ def test_inference_model_equals_trained_model(wrap):
     assert served.count_params() == num_params - 3 * sum(
         l.filters for l in convs if l.name != "logits")
 
+    if not wrap:  # what export and evaluation read of a DeepLabV3 travels with the copy
+        assert (served.num_classes, served.depth, served.output_stride) == (21, 50, 16)
+        assert inference.model_output_stride(served) == 16
     images = np.random.default_rng(2).uniform(0, 255, (2, 65, 65, 3)).astype(np.float32)
     expected = keras.ops.convert_to_numpy(model(images, training=False))
     actual = keras.ops.convert_to_numpy(served(images))

@@ -17,6 +17,8 @@ DIR/deeplab_export.json, so that whoever serves the model knows what each label 
 DIR/classes.json: single scale, no flip, uint8 [1,H,W,3] images of the evaluation crop in.
 DIR/assets.extra/tf_serving_warmup_requests holds one warm-up request per signature (an
 image of --warmup_size pixels a side), which TF Serving runs before it serves.
+The SavedModel serves batch norm folded into the convolutions (--nofold_batch_norm: the graph
+as trained); DIR/deeplab_export.json records which.
 --max_pixels, --max_side, --max_canvas_pixels, --max_images, --max_request_pixels bound what
 a request may cost (docs/serving.md); they go into DIR/deeplab_export.json. DIR is written
 as a new directory and then renamed into place: a previous export there is replaced
@@ -57,6 +59,9 @@ flags.DEFINE_enum("quantize", "none", ["none", "float16", "int8"],
 flags.DEFINE_integer("num_representative", 100, "int8: training images to calibrate on.")
 flags.DEFINE_integer("warmup_size", None, "Side of the warm-up requests' image (default: "
                      "the evaluation crop's shorter side; 0: no warm-up requests).")
+flags.DEFINE_bool("fold_batch_norm", True, "SavedModel: serve a copy with batch norm folded "
+                  "into the convolutions (the checkpoint is not changed); "
+                  "--nofold_batch_norm serves the graph as trained.")
 flags.mark_flag_as_required("workdir")
 FLAGS = flags.FLAGS
 
@@ -94,9 +99,10 @@ def main(argv):
     metadata = saved_model.export_saved_model(
         model, export_dir, scales=scales, flip=flip, probabilities=FLAGS.probabilities,
         bounds=bounds, class_table=class_table, crop_size=crop_size,
-        warmup_size=warmup_size or None)
+        warmup_size=warmup_size or None, fold_batch_norm=FLAGS.fold_batch_norm)
     print(f"SavedModel of {checkpoint} in {export_dir}: output stride "
-          f"{metadata['output_stride']}, scales {metadata['scales']}, flip {metadata['flip']}",
+          f"{metadata['output_stride']}, scales {metadata['scales']}, flip {metadata['flip']}, "
+          f"batch norm folded: {metadata['folded_batch_norms']} of {metadata['batch_norms']}",
           flush=True)
     print("bounds: " + ", ".join(f"{k}={v}" for k, v in metadata["bounds"].items()),
           flush=True)

@@ -6,7 +6,11 @@ Two signatures, output stride / scales / flip / padded size fixed at export time
                       widths, status int32 [N] (see `serving.py`), probabilities (optional)
   serve_images     images: uint8 [B, H, W, 3] (one size per call)
                    -> labels int32 [B, H, W], probabilities float32 [B, H, W, C] (optional)
-The SavedModel holds only TensorFlow ops and the weights: it loads with
+The served graph is built for inference: every batch norm folded into the convolution before
+it (`fold_batch_norm.inference_model`, a copy; the trained model is not changed), so that
+TensorFlow's CPU runtime (Grappler's remapper) fuses each convolution with its bias and
+ReLU; `fold_batch_norm=False` serves the graph as trained. The SavedModel holds only
+TensorFlow ops and the weights: it loads with
 `tf.saved_model.load` in a process that has neither Keras nor deeplab_tf. What each label
 means travels with it: the class table (names, colours, ignore value) is the asset
 EXPORT_DIR/assets/classes.json and the `classes` of EXPORT_DIR/deeplab_export.json.
@@ -30,6 +34,7 @@ import os
 import shutil
 import tempfile
 
+import keras
 import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
@@ -38,6 +43,7 @@ from deeplab_tf import atomic
 from deeplab_tf import classes
 from deeplab_tf.evaluation import inference
 from deeplab_tf.export import serving
+from deeplab_tf.modeling import fold_batch_norm as fold_lib
 
 METADATA_FILE = "deeplab_export.json"
 SIGNATURE_BYTES = "serving_default"
@@ -61,8 +67,12 @@ def _deployed(name):
 
 def export_saved_model(model, export_dir, scales=(1.0,), flip=False, probabilities=False,
                        max_pixels=None, class_table=None, crop_size=None, warmup_size=513,
-                       bounds=None):
+                       bounds=None, fold_batch_norm=True):
     """Writes `model` (a DeepLabV3 at the serving output stride) as a SavedModel.
+
+    `fold_batch_norm`: serve a copy with every batch norm folded into its convolution
+    (`fold_batch_norm.inference_model`; `model` itself is not changed), or (False) the
+    graph as trained. Recorded in the metadata, with how many batch norms were folded.
 
     `class_table`: the model's `classes.ClassTable`, written as the asset
     EXPORT_DIR/assets/classes.json and into the metadata (what label 3 means).
@@ -84,6 +94,12 @@ def export_saved_model(model, export_dir, scales=(1.0,), flip=False, probabiliti
     if min(bounds) <= 0:
         raise ValueError(f"the serving bounds must be positive, got {bounds.to_dict()}")
     check_target(export_dir)
+    num_batch_norm = sum(isinstance(layer, keras.layers.BatchNormalization)
+                         for layer in model.layers)
+    if fold_batch_norm:
+        model = fold_lib.inference_model(model)
+    folded = dict(fold_batch_norm=bool(fold_batch_norm),
+                  folded_batch_norms=fold_lib.folded_count(model), batch_norms=num_batch_norm)
     settings = dict(scales=list(scales), flip=bool(flip), output_stride=output_stride,
                     probabilities=bool(probabilities), bounds=bounds,
                     crop_size=None if crop_size is None else [int(s) for s in crop_size])
@@ -117,7 +133,7 @@ def export_saved_model(model, export_dir, scales=(1.0,), flip=False, probabiliti
     os.chmod(new_dir, 0o777 & ~_umask())  # mkdtemp's 0700 would hide it from a server
     try:
         _write(root, new_dir, model, class_table)
-        metadata = _metadata(settings, model, class_table, warmup_size)
+        metadata = dict(_metadata(settings, model, class_table, warmup_size), **folded)
         if warmup_size is not None:
             write_warmup_requests(new_dir, int(warmup_size))
         atomic.write_text(os.path.join(new_dir, METADATA_FILE), json.dumps(metadata, indent=2))

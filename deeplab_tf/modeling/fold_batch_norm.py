@@ -34,6 +34,15 @@ class FoldedBatchNorm(keras.layers.Layer):
         return input_shape
 
 
+ARCHITECTURE_ATTRIBUTES = ("num_classes", "depth", "output_stride", "multi_grid", "head",
+                           "extra_blocks")
+
+
+def folded_count(model):
+    """How many of `model`'s batch norm layers are folded (`FoldedBatchNorm`)."""
+    return sum(isinstance(layer, FoldedBatchNorm) for layer in model.layers)
+
+
 def _foldable_pairs(model):
     """{conv layer: batch norm layer} for every BN whose sole input is a Conv2D used once."""
     pairs = {}
@@ -112,4 +121,9 @@ def inference_model(model, image_shape=None):
             target.set_weights(list(folded_kernel_and_bias(layer, pairs[layer.name])))
         else:
             target.set_weights(layer.get_weights())
+    # A DeepLabV3's architecture attributes (what evaluation and export read: the output
+    # stride, the number of classes) travel with the copy, which is a plain functional model.
+    for name in ARCHITECTURE_ATTRIBUTES:
+        if hasattr(model, name):
+            setattr(copy, name, getattr(model, name))
     return copy
